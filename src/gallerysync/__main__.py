@@ -1,0 +1,3 @@
+from gallerysync.cli import main
+
+main()

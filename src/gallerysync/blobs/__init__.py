@@ -1,0 +1,1 @@
+"""③ Content-addressed blob store (BLAKE3-256) and derived thumbnails."""

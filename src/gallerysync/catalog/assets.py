@@ -1,0 +1,285 @@
+"""Assets and origins: set-based primitives for sync, and queries for the CLI and API.
+
+Set-based because a scan registers thousands of files per transaction: one `IN (…)` select and
+one `executemany` per batch instead of a round trip per file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, RowMapping
+
+from gallerysync.catalog import schema
+from gallerysync.catalog.db import WriteTx
+from gallerysync.domain import Asset, AssetStatus, Origin, OriginStatus, now_ms
+from gallerysync.errors import NotFoundError
+
+__all__ = [
+    "asset_from_row",
+    "assets_by_hashes",
+    "count_assets",
+    "get_asset",
+    "insert_asset",
+    "insert_origin",
+    "list_assets",
+    "mark_origins_missing",
+    "origins_by_remote_ids",
+    "origins_of_assets",
+    "refresh_asset_status",
+    "repoint_origin",
+    "set_thumbnail",
+]
+
+_CHUNK = 500
+
+
+def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+def asset_from_row(row: RowMapping, origins: Sequence[Origin] = ()) -> Asset:
+    return Asset(
+        id=row["id"],
+        owner_id=row["owner_id"],
+        hash=row["hash"],
+        status=AssetStatus(row["status"]),
+        kind=row["kind"],
+        format=row["format"],
+        width=row["width"],
+        height=row["height"],
+        size=row["size"],
+        thumb_hash=row["thumb_hash"],
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        origins=tuple(origins),
+    )
+
+
+def origin_from_row(row: RowMapping) -> Origin:
+    return Origin(
+        id=row["id"],
+        source_id=row["source_id"],
+        remote_id=row["remote_id"],
+        asset_id=row["asset_id"],
+        status=OriginStatus(row["status"]),
+        path=row["path"],
+        size=row["size"],
+        mtime_ns=row["mtime_ns"],
+        version=row["version"],
+        first_seen_at=row["first_seen_at"],
+        last_seen_at=row["last_seen_at"],
+    )
+
+
+def origins_by_remote_ids(
+    conn: Connection, source_id: str, remote_ids: Sequence[str]
+) -> dict[str, Origin]:
+    found: dict[str, Origin] = {}
+    table = schema.origins
+    for chunk in _chunks(list(remote_ids)):
+        rows = conn.execute(
+            select(table).where(table.c.source_id == source_id, table.c.remote_id.in_(chunk))
+        ).mappings()
+        for row in rows:
+            found[row["remote_id"]] = origin_from_row(row)
+    return found
+
+
+def assets_by_hashes(conn: Connection, owner_id: str, hashes: Sequence[str]) -> dict[str, Asset]:
+    found: dict[str, Asset] = {}
+    table = schema.assets
+    for chunk in _chunks(list(hashes)):
+        rows = conn.execute(
+            select(table).where(table.c.owner_id == owner_id, table.c.hash.in_(chunk))
+        ).mappings()
+        for row in rows:
+            found[row["hash"]] = asset_from_row(row)
+    return found
+
+
+def origins_of_assets(conn: Connection, asset_ids: Sequence[str]) -> dict[str, list[Origin]]:
+    found: dict[str, list[Origin]] = {}
+    table = schema.origins
+    for chunk in _chunks(list(asset_ids)):
+        rows = conn.execute(
+            select(table).where(table.c.asset_id.in_(chunk)).order_by(table.c.first_seen_at)
+        ).mappings()
+        for row in rows:
+            found.setdefault(row["asset_id"], []).append(origin_from_row(row))
+    return found
+
+
+def insert_asset(tx: WriteTx, values: dict[str, Any]) -> None:
+    """Insert one asset row (values include id, owner_id, hash and media fields)."""
+    now = now_ms()
+    row = {
+        "status": AssetStatus.PRESENT.value,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        **values,
+    }
+    tx.conn.execute(insert(schema.assets).values(**row))
+    tx.record(row["owner_id"], "asset", row["id"], "upsert", 1)
+
+
+def insert_origin(tx: WriteTx, scope: str, values: dict[str, Any]) -> None:
+    now = now_ms()
+    row = {
+        "status": OriginStatus.PRESENT.value,
+        "version": 1,
+        "first_seen_at": now,
+        "last_seen_at": now,
+        "meta": "{}",
+        **values,
+    }
+    tx.conn.execute(insert(schema.origins).values(**row))
+    tx.record(scope, "origin", row["id"], "upsert", 1)
+
+
+def repoint_origin(tx: WriteTx, scope: str, origin: Origin, values: dict[str, Any]) -> None:
+    """Update an origin in place (new asset, new path, back to present …), bumping its version."""
+    version = origin.version + 1
+    tx.conn.execute(
+        update(schema.origins)
+        .where(schema.origins.c.id == origin.id)
+        .values(status=OriginStatus.PRESENT.value, version=version, last_seen_at=now_ms(), **values)
+    )
+    tx.record(scope, "origin", origin.id, "upsert", version)
+
+
+def mark_origins_missing(tx: WriteTx, scope: str, origins: Sequence[Origin]) -> set[str]:
+    """Mark present origins missing; returns the asset ids whose status must be re-derived."""
+    todo = [o for o in origins if o.status == OriginStatus.PRESENT]
+    if not todo:
+        return set()
+    table = schema.origins
+    tx.conn.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(status=OriginStatus.MISSING.value, version=bindparam("b_version")),
+        [{"b_id": o.id, "b_version": o.version + 1} for o in todo],
+    )
+    for o in todo:
+        tx.record(scope, "origin", o.id, "upsert", o.version + 1)
+    return {o.asset_id for o in todo}
+
+
+def refresh_asset_status(tx: WriteTx, asset_ids: Iterable[str]) -> int:
+    """Re-derive `present`/`missing` from origins; returns how many assets became missing."""
+    ids = sorted(set(asset_ids))
+    if not ids:
+        return 0
+    went_missing = 0
+    assets, origins = schema.assets, schema.origins
+    for chunk in _chunks(ids):
+        present_count = (
+            select(func.count())
+            .where(origins.c.asset_id == assets.c.id, origins.c.status == "present")
+            .scalar_subquery()
+        )
+        rows = (
+            tx.conn.execute(
+                select(
+                    assets.c.id,
+                    assets.c.owner_id,
+                    assets.c.status,
+                    assets.c.version,
+                    present_count.label("present"),
+                ).where(assets.c.id.in_(chunk))
+            )
+            .mappings()
+            .all()
+        )
+        for row in rows:
+            wanted = AssetStatus.PRESENT if row["present"] else AssetStatus.MISSING
+            if row["status"] == wanted.value:
+                continue
+            version = row["version"] + 1
+            tx.conn.execute(
+                update(assets)
+                .where(assets.c.id == row["id"])
+                .values(status=wanted.value, version=version, updated_at=now_ms())
+            )
+            tx.record(row["owner_id"], "asset", row["id"], "upsert", version)
+            went_missing += wanted == AssetStatus.MISSING
+    return went_missing
+
+
+def set_thumbnail(tx: WriteTx, asset_id: str, thumb_hash: str | None) -> None:
+    row = tx.conn.execute(
+        select(schema.assets.c.owner_id, schema.assets.c.version).where(
+            schema.assets.c.id == asset_id
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError(f"no asset with id {asset_id}")
+    version = row.version + 1
+    tx.conn.execute(
+        update(schema.assets)
+        .where(schema.assets.c.id == asset_id)
+        .values(thumb_hash=thumb_hash, version=version, updated_at=now_ms())
+    )
+    tx.record(row.owner_id, "asset", asset_id, "upsert", version)
+
+
+def get_asset(conn: Connection, asset_id: str) -> Asset:
+    row = (
+        conn.execute(select(schema.assets).where(schema.assets.c.id == asset_id)).mappings().first()
+    )
+    if row is None:
+        raise NotFoundError(f"no asset with id {asset_id}")
+    origins = origins_of_assets(conn, [asset_id]).get(asset_id, [])
+    return asset_from_row(row, origins)
+
+
+def list_assets(
+    conn: Connection,
+    *,
+    source_id: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    before: tuple[int, str] | None = None,
+) -> list[Asset]:
+    """Newest first, keyset-paginated on `(created_at, id)`."""
+    assets = schema.assets
+    query = select(assets).order_by(assets.c.created_at.desc(), assets.c.id.desc()).limit(limit)
+    if status:
+        query = query.where(assets.c.status == status)
+    if source_id:
+        query = query.where(
+            select(schema.origins.c.id)
+            .where(
+                schema.origins.c.asset_id == assets.c.id, schema.origins.c.source_id == source_id
+            )
+            .exists()
+        )
+    if before:
+        created, asset_id = before
+        query = query.where(
+            or_(
+                assets.c.created_at < created,
+                and_(assets.c.created_at == created, assets.c.id < asset_id),
+            )
+        )
+    rows = conn.execute(query).mappings().all()
+    origins = origins_of_assets(conn, [r["id"] for r in rows])
+    return [asset_from_row(r, origins.get(r["id"], [])) for r in rows]
+
+
+def count_assets(conn: Connection, status: str | None = None) -> int:
+    query = select(func.count()).select_from(schema.assets)
+    if status:
+        query = query.where(schema.assets.c.status == status)
+    return int(conn.execute(query).scalar_one())
+
+
+def origin_meta(origin_row: RowMapping) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(origin_row["meta"])
+    return loaded

@@ -1,0 +1,212 @@
+"""Durable jobs: enqueue (deduplicated), claim, complete, fail with backoff, recover stale claims.
+
+Claiming on PostgreSQL uses `FOR UPDATE SKIP LOCKED` so several workers never take one job; on
+SQLite the `BEGIN IMMEDIATE` write lock already makes the claim exclusive.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection, RowMapping
+
+from gallerysync.catalog import schema
+from gallerysync.catalog.db import Catalog, WriteTx
+from gallerysync.domain import Job, JobStatus, new_id, now_ms
+
+__all__ = [
+    "claim_job",
+    "complete_job",
+    "enqueue",
+    "fail_job",
+    "job_counts",
+    "list_jobs",
+    "recover_stale_jobs",
+]
+
+STALE_AFTER_MS = 10 * 60 * 1000
+
+
+def _job(row: RowMapping) -> Job:
+    return Job(
+        id=row["id"],
+        kind=row["kind"],
+        payload=json.loads(row["payload"]),
+        status=JobStatus(row["status"]),
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=row["last_error"],
+        dedupe_key=row["dedupe_key"],
+    )
+
+
+def enqueue(
+    tx: WriteTx,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    dedupe_key: str | None = None,
+    max_attempts: int = 5,
+) -> bool:
+    """Add a job unless one with the same dedupe key is pending or running. Returns True if added.
+
+    A finished (done/failed) job with the same key is re-armed instead, so a thumbnail can be
+    asked for again after its source file came back.
+    """
+    t = schema.jobs
+    now = now_ms()
+    if dedupe_key is not None:
+        row = tx.conn.execute(
+            select(t.c.id, t.c.status).where(t.c.dedupe_key == dedupe_key)
+        ).first()
+        if row is not None:
+            if row.status in (JobStatus.PENDING, JobStatus.RUNNING):
+                return False
+            tx.conn.execute(
+                update(t)
+                .where(t.c.id == row.id)
+                .values(
+                    status=JobStatus.PENDING.value,
+                    attempts=0,
+                    next_attempt_at=now,
+                    last_error=None,
+                    payload=json.dumps(payload),
+                    max_attempts=max_attempts,
+                    locked_by=None,
+                    locked_at=None,
+                    updated_at=now,
+                )
+            )
+            return True
+    tx.conn.execute(
+        insert(t).values(
+            id=new_id(),
+            kind=kind,
+            dedupe_key=dedupe_key,
+            payload=json.dumps(payload),
+            status=JobStatus.PENDING.value,
+            attempts=0,
+            max_attempts=max_attempts,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return True
+
+
+def claim_job(catalog: Catalog, worker: str, kinds: tuple[str, ...]) -> Job | None:
+    """Take the oldest due job of one of `kinds`, marking it running; None when none is due."""
+    t = schema.jobs
+    now = now_ms()
+    with catalog.write() as tx:
+        query = (
+            select(t)
+            .where(
+                t.c.status == JobStatus.PENDING.value,
+                t.c.next_attempt_at <= now,
+                t.c.kind.in_(kinds),
+            )
+            .order_by(t.c.next_attempt_at, t.c.created_at)
+            .limit(1)
+        )
+        if tx.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        row = tx.conn.execute(query).mappings().first()
+        if row is None:
+            return None
+        tx.conn.execute(
+            update(t)
+            .where(t.c.id == row["id"])
+            .values(
+                status=JobStatus.RUNNING.value,
+                attempts=row["attempts"] + 1,
+                locked_by=worker,
+                locked_at=now,
+                updated_at=now,
+            )
+        )
+        return _job({**row, "attempts": row["attempts"] + 1})  # type: ignore[arg-type]
+
+
+def complete_job(catalog: Catalog, job: Job) -> None:
+    t = schema.jobs
+    with catalog.write() as tx:
+        tx.conn.execute(
+            update(t)
+            .where(t.c.id == job.id)
+            .values(
+                status=JobStatus.DONE.value,
+                locked_by=None,
+                locked_at=None,
+                last_error=None,
+                updated_at=now_ms(),
+            )
+        )
+
+
+def fail_job(catalog: Catalog, job: Job, error: str, *, retryable: bool) -> JobStatus:
+    """Record a failure: back off exponentially with jitter, or give up. Returns the new status."""
+    t = schema.jobs
+    attempts = job.attempts
+    gives_up = not retryable or attempts >= job.max_attempts
+    status = JobStatus.FAILED if gives_up else JobStatus.PENDING
+    delay = min(3_600_000, 1000 * 2**attempts) * random.uniform(0.5, 1.0)
+    with catalog.write() as tx:
+        tx.conn.execute(
+            update(t)
+            .where(t.c.id == job.id)
+            .values(
+                status=status.value,
+                last_error=error[:2000],
+                locked_by=None,
+                locked_at=None,
+                next_attempt_at=now_ms() + int(delay),
+                updated_at=now_ms(),
+            )
+        )
+    return status
+
+
+def recover_stale_jobs(catalog: Catalog, older_than_ms: int = STALE_AFTER_MS) -> int:
+    """Put back jobs whose worker died while running them (a killed process)."""
+    t = schema.jobs
+    with catalog.write() as tx:
+        result = tx.conn.execute(
+            update(t)
+            .where(t.c.status == JobStatus.RUNNING.value, t.c.locked_at < now_ms() - older_than_ms)
+            .values(status=JobStatus.PENDING.value, locked_by=None, locked_at=None)
+        )
+        return int(result.rowcount)
+
+
+def release_worker_jobs(catalog: Catalog, worker: str) -> int:
+    """Put back the running jobs of a worker that is stopping cleanly."""
+    t = schema.jobs
+    with catalog.write() as tx:
+        result = tx.conn.execute(
+            update(t)
+            .where(t.c.status == JobStatus.RUNNING.value, t.c.locked_by == worker)
+            .values(status=JobStatus.PENDING.value, locked_by=None, locked_at=None)
+        )
+        return int(result.rowcount)
+
+
+def job_counts(conn: Connection) -> dict[str, int]:
+    t = schema.jobs
+    rows = conn.execute(select(t.c.status, func.count()).group_by(t.c.status))
+    counts = {s.value: 0 for s in JobStatus}
+    counts.update({r[0]: int(r[1]) for r in rows})
+    return counts
+
+
+def list_jobs(conn: Connection, status: str | None = None, limit: int = 100) -> list[Job]:
+    t = schema.jobs
+    query = select(t).order_by(t.c.created_at.desc()).limit(limit)
+    if status:
+        query = query.where(t.c.status == status)
+    return [_job(r) for r in conn.execute(query).mappings()]

@@ -1,0 +1,132 @@
+"""The folder scan cache: `(storage dir, relative path) → size, mtime_ns, inode, hash | error`.
+
+A file whose `(size, mtime_ns, inode)` still match its row is not read again. Errors are kept in
+the same row (hash NULL) so `inspect` can show them and the next scan retries them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from gallerysync.catalog import schema
+from gallerysync.catalog.db import WriteTx
+from gallerysync.domain import now_ms
+
+__all__ = [
+    "CacheEntry",
+    "cache_errors",
+    "delete_entries",
+    "find_by_hash",
+    "find_by_name",
+    "load_cache",
+    "upsert_entries",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    rel_path: str
+    size: int
+    mtime_ns: int
+    inode: int
+    hash: str | None
+    error: str | None
+
+
+def load_cache(conn: Connection, sd_id: str) -> dict[str, tuple[int, int, int, str | None, bool]]:
+    """All rows of one SD as `rel_path → (size, mtime_ns, inode, hash, has_error)`.
+
+    Plain tuples, not dataclasses: a 100,000-file tree must load fast and stay small.
+    """
+    t = schema.scan_cache
+    result = conn.execute(
+        select(t.c.rel_path, t.c.size, t.c.mtime_ns, t.c.inode, t.c.hash, t.c.error).where(
+            t.c.sd_id == sd_id
+        )
+    )
+    return {row[0]: (row[1], row[2], row[3], row[4], row[5] is not None) for row in result}
+
+
+def upsert_entries(tx: WriteTx, sd_id: str, entries: Sequence[CacheEntry]) -> None:
+    if not entries:
+        return
+    t = schema.scan_cache
+    now = now_ms()
+    rows = [
+        {
+            "sd_id": sd_id,
+            "rel_path": e.rel_path,
+            "size": e.size,
+            "mtime_ns": e.mtime_ns,
+            "inode": e.inode,
+            "hash": e.hash,
+            "error": e.error,
+            "seen_at": now,
+        }
+        for e in entries
+    ]
+    dialect_insert = postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
+    stmt = dialect_insert(t)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[t.c.sd_id, t.c.rel_path],
+        set_={
+            c: stmt.excluded[c] for c in ("size", "mtime_ns", "inode", "hash", "error", "seen_at")
+        },
+    )
+    tx.conn.execute(stmt, rows)
+
+
+def delete_entries(tx: WriteTx, sd_id: str, rel_paths: Sequence[str]) -> None:
+    t = schema.scan_cache
+    for start in range(0, len(rel_paths), 500):
+        chunk = rel_paths[start : start + 500]
+        tx.conn.execute(delete(t).where(t.c.sd_id == sd_id, t.c.rel_path.in_(chunk)))
+
+
+def find_by_hash(conn: Connection, file_hash: str) -> list[tuple[str, str]]:
+    """Every `(sd_id, rel_path)` whose last scan saw these bytes."""
+    t = schema.scan_cache
+    rows = conn.execute(select(t.c.sd_id, t.c.rel_path).where(t.c.hash == file_hash))
+    return [(r[0], r[1]) for r in rows]
+
+
+def find_by_name(conn: Connection, name: str) -> list[tuple[str, str, str | None]]:
+    """Every `(sd_id, rel_path, hash)` whose file name is `name` (any folder)."""
+    t = schema.scan_cache
+    rows = conn.execute(
+        select(t.c.sd_id, t.c.rel_path, t.c.hash).where(
+            or_(t.c.rel_path == name, t.c.rel_path.like("%/" + _escape_like(name), escape="\\"))
+        )
+    )
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def cache_errors(conn: Connection, sd_id: str) -> list[tuple[str, str]]:
+    t = schema.scan_cache
+    rows = conn.execute(
+        select(t.c.rel_path, t.c.error)
+        .where(t.c.sd_id == sd_id, t.c.error.is_not(None))
+        .order_by(t.c.rel_path)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def cache_counts(conn: Connection, sd_id: str) -> tuple[int, int]:
+    """`(rows with a hash, rows with an error)` for one SD."""
+    t = schema.scan_cache
+    hashed = conn.execute(
+        select(func.count()).where(t.c.sd_id == sd_id, t.c.hash.is_not(None))
+    ).scalar_one()
+    errored = conn.execute(
+        select(func.count()).where(t.c.sd_id == sd_id, t.c.error.is_not(None))
+    ).scalar_one()
+    return int(hashed), int(errored)

@@ -1,0 +1,214 @@
+"""The catalog schema: one SQLAlchemy Core metadata for SQLite and PostgreSQL.
+
+Alembic migrations in `migrations/versions` create exactly this; `tests/catalog/test_schema.py`
+fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "assets",
+    "blobs",
+    "changes",
+    "feed_head",
+    "instance",
+    "jobs",
+    "metadata",
+    "origins",
+    "scan_cache",
+    "sources",
+    "storage_dirs",
+    "sync_runs",
+    "sync_state",
+    "users",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+instance = Table(
+    "instance",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("owner_id", String(36), ForeignKey("users.id"), nullable=False),
+    Column("options", Text, nullable=False, default="{}"),
+    Column("status", String(16), nullable=False, default="ok"),
+    Column("status_detail", Text, nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+storage_dirs = Table(
+    "storage_dirs",
+    metadata,
+    Column("source_id", String(36), ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("root", Text, nullable=False),
+    Column("id_file_status", String(16), nullable=False),
+    Column("alias_id", String(36)),
+    Column("detail", Text, nullable=False, default=""),
+    Column("last_scan_at", BigInteger),
+)
+
+assets = Table(
+    "assets",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("owner_id", String(36), ForeignKey("users.id"), nullable=False),
+    Column("hash", String(64)),
+    Column("status", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("format", String(16)),
+    Column("mime", String(64)),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("size", BigInteger),
+    Column("thumb_hash", String(64)),
+    Column("version", Integer, nullable=False, default=1),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("owner_id", "hash"),
+    Index(None, "owner_id", "created_at"),
+)
+
+origins = Table(
+    "origins",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("source_id", String(36), ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    Column("remote_id", Text, nullable=False),
+    Column("asset_id", String(36), ForeignKey("assets.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("path", Text),
+    Column("size", BigInteger),
+    Column("mtime_ns", BigInteger),
+    Column("meta", Text, nullable=False, default="{}"),
+    Column("version", Integer, nullable=False, default=1),
+    Column("first_seen_at", BigInteger, nullable=False),
+    Column("last_seen_at", BigInteger, nullable=False),
+    UniqueConstraint("source_id", "remote_id"),
+    Index(None, "asset_id"),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("role", String(16), nullable=False),  # original | thumbnail
+    Column("created_at", BigInteger, nullable=False),
+)
+
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("source_id", String(36), ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("entity_type", String(32), primary_key=True),
+    Column("cursor", Text),
+    Column("last_sync_at", BigInteger),
+    Column("last_count", BigInteger),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("source_id", String(36), ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("status", String(16), nullable=False),  # running | ok | failed | offline
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger),
+    Column("counts", Text, nullable=False, default="{}"),
+    Column("error", Text),
+    Column("pid", Integer),
+    Index(None, "source_id", "started_at"),
+)
+
+feed_head = Table(
+    "feed_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("scope", String(36), nullable=False),
+    Column("entity_type", String(32), nullable=False),
+    Column("entity_id", String(64), nullable=False),
+    Column("op", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index(None, "entity_type", "entity_id"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("dedupe_key", String(200), unique=True),
+    Column("payload", Text, nullable=False, default="{}"),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("last_error", Text),
+    Column("locked_by", String(100)),
+    Column("locked_at", BigInteger),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index(None, "status", "next_attempt_at"),
+)
+
+scan_cache = Table(
+    "scan_cache",
+    metadata,
+    Column("sd_id", String(36), ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("rel_path", Text, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("inode", BigInteger, nullable=False),
+    Column("hash", String(64)),
+    Column("error", Text),
+    Column("seen_at", BigInteger, nullable=False),
+    Index(None, "hash"),
+)

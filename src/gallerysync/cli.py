@@ -1,0 +1,434 @@
+"""The `gallerysync` command line. Thin: parse, call the runtime, print (text or `--json`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from gallerysync import __version__
+from gallerysync.catalog.assets import get_asset, list_assets
+from gallerysync.catalog.sources import find_source, get_storage_dir, list_sources, remove_source
+from gallerysync.config import Settings, load_settings
+from gallerysync.domain import Asset
+from gallerysync.errors import GallerySyncError, InvalidInputError
+from gallerysync.maintenance import collect_garbage, inspect_storage
+from gallerysync.runtime import Runtime, check_bind_host, open_runtime, serve
+from gallerysync.sync.folder import add_folder
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="gallerysync: one catalog of your image folders, kept true.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+source_app = typer.Typer(help="Add, list and remove sources.", no_args_is_help=True)
+assets_app = typer.Typer(help="Browse the catalog.", no_args_is_help=True)
+app.add_typer(source_app, name="source")
+app.add_typer(assets_app, name="assets")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings = ctx.obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def _runtime(ctx: typer.Context) -> Runtime:
+    return open_runtime(_settings(ctx))
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            help="Home directory (default: $GALLERYSYNC_HOME, else the platform data dir).",
+            file_okay=False,
+        ),
+    ] = None,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        out.print(__version__)
+        raise typer.Exit()
+    try:
+        settings = load_settings(home)
+    except GallerySyncError as exc:
+        _fail(str(exc), 2)
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = settings
+
+
+# --- sources -----------------------------------------------------------------------------
+
+
+@source_app.command("add")
+def source_add(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="Source kind: folder.")],
+    target: Annotated[str, typer.Argument(help="For folder: the directory to catalog.")],
+    name: Annotated[str | None, typer.Option("--name", help="Name (default: folder name).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a source. `source add folder PATH` writes an SD_ID file into the folder."""
+    if kind != "folder":
+        _fail(f"unknown source kind {kind!r}; available: folder")
+    runtime = _runtime(ctx)
+    try:
+        source = add_folder(runtime.catalog, target, name)
+        with runtime.catalog.read() as conn:
+            sd = get_storage_dir(conn, source.id)
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json(
+            {
+                "id": source.id,
+                "name": source.name,
+                "kind": source.kind,
+                "root": sd.root,
+                "id_file": sd.id_file_status,
+                "alias": sd.alias_id,
+            }
+        )
+    else:
+        out.print(f"added folder source [bold]{source.name}[/bold] ({source.id}) at {sd.root}")
+        if sd.id_file_status != "ok":
+            out.print(f"  SD_ID: {sd.id_file_status} — {sd.detail}")
+        out.print("  run `gallerysync sync` to scan it, or `gallerysync serve` to scan and watch")
+
+
+@source_app.command("list")
+def source_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List sources with their status."""
+    runtime = _runtime(ctx)
+    try:
+        with runtime.catalog.read() as conn:
+            rows = []
+            for s in list_sources(conn):
+                sd = get_storage_dir(conn, s.id) if s.kind == "folder" else None
+                rows.append(
+                    {
+                        "id": s.id,
+                        "name": s.name,
+                        "kind": s.kind,
+                        "status": s.status.value,
+                        "status_detail": s.status_detail,
+                        "root": sd.root if sd else None,
+                        "id_file": sd.id_file_status if sd else None,
+                        "last_scan_at": sd.last_scan_at if sd else None,
+                    }
+                )
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("name", "kind", "status", "root", "id")
+    for row in rows:
+        table.add_row(row["name"], row["kind"], row["status"], row["root"] or "", row["id"])
+    out.print(table)
+
+
+@source_app.command("remove")
+def source_remove(ctx: typer.Context, name: str, as_json: JsonFlag = False) -> None:
+    """Remove a source. Its assets stay in the catalog (missing if nothing else has them)."""
+    runtime = _runtime(ctx)
+    try:
+        with runtime.catalog.write() as tx:
+            source = find_source(tx.conn, name)
+            went_missing = remove_source(tx, source)
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json({"removed": source.name, "assets_now_missing": went_missing})
+    else:
+        out.print(f"removed {source.name}; {went_missing} assets are now missing")
+
+
+# --- sync --------------------------------------------------------------------------------
+
+
+@app.command("sync")
+def sync(
+    ctx: typer.Context,
+    names: Annotated[list[str] | None, typer.Argument(help="Sources (default: all).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Scan everything.")] = False,
+    smart: Annotated[bool, typer.Option("--smart", help="Only what changed (default).")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Sync sources. For folders: a scan that hashes only new or changed files.
+
+    `--json` prints one object per source: source, added, updated, moved, missing, unchanged,
+    errors, seconds (and status, deferred, detail).
+    """
+    if full and smart:
+        _fail("--full and --smart are mutually exclusive")
+    mode = "full" if full else "smart"
+    runtime = _runtime(ctx)
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: cancel.set())
+    reports = []
+    try:
+        for source in runtime.sources_named(names or []):
+            if source.kind != "folder":
+                continue
+            if as_json or not out.is_terminal:
+                report = runtime.scan(source, mode=mode, cancel=cancel)
+            else:
+                report = _scan_with_progress(runtime, source, mode, cancel)
+            reports.append(report)
+            if cancel.is_set():
+                break
+    except KeyboardInterrupt:
+        cancel.set()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        runtime.close()
+    if as_json:
+        _print_json([r.as_json() for r in reports])
+    else:
+        for r in reports:
+            c = r.counts
+            line = (
+                f"{r.source}: {r.status} — added {c.added}, updated {c.updated}, "
+                f"moved {c.moved}, missing {c.missing}, unchanged {c.unchanged}, "
+                f"errors {c.errors} in {r.seconds:.2f}s"
+            )
+            out.print(line + (f" ({r.detail})" if r.detail else ""), highlight=False)
+    if cancel.is_set():
+        raise typer.Exit(130)
+
+
+def _scan_with_progress(runtime: Runtime, source: Any, mode: str, cancel: threading.Event) -> Any:
+    with Progress(
+        TextColumn(f"[bold]{source.name}[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[mb]:.0f} MB"),
+        TimeRemainingColumn(),
+        console=out,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("scan", total=None, mb=0.0)
+
+        def progress(done: int, total: int, nbytes: int) -> None:
+            bar.update(task, completed=done, total=total, mb=nbytes / 1e6)
+
+        try:
+            return runtime.scan(source, mode=mode, cancel=cancel, progress=progress)
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
+
+
+# --- assets ------------------------------------------------------------------------------
+
+
+def _asset_json(asset: Asset, source_names: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": asset.id,
+        "hash": asset.hash,
+        "status": asset.status.value,
+        "kind": asset.kind,
+        "format": asset.format,
+        "width": asset.width,
+        "height": asset.height,
+        "size": asset.size,
+        "thumbnail": asset.thumb_hash,
+        "created_at": asset.created_at,
+        "updated_at": asset.updated_at,
+        "version": asset.version,
+        "origins": [
+            {
+                "id": o.id,
+                "source": source_names.get(o.source_id, o.source_id),
+                "path": o.remote_id,
+                "status": o.status.value,
+            }
+            for o in asset.origins
+        ],
+    }
+
+
+@assets_app.command("list")
+def assets_list(
+    ctx: typer.Context,
+    source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="present or missing.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100_000)] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """List assets, newest first."""
+    if status not in (None, "present", "missing"):
+        _fail("--status must be present or missing")
+    runtime = _runtime(ctx)
+    try:
+        with runtime.catalog.read() as conn:
+            names = {s.id: s.name for s in list_sources(conn)}
+            source_id = find_source(conn, source).id if source else None
+            assets = list_assets(conn, source_id=source_id, status=status, limit=limit)
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json([_asset_json(a, names) for a in assets])
+        return
+    table = Table("id", "status", "format", "size", "path")
+    for a in assets:
+        first = a.origins[0].remote_id if a.origins else ""
+        extra = f" (+{len(a.origins) - 1})" if len(a.origins) > 1 else ""
+        dims = f"{a.width}×{a.height}" if a.width else ""
+        table.add_row(
+            a.id, a.status.value, f"{a.format or a.kind} {dims}", str(a.size or ""), first + extra
+        )
+    out.print(table)
+
+
+@assets_app.command("show")
+def assets_show(ctx: typer.Context, asset_id: str, as_json: JsonFlag = False) -> None:
+    """Show one asset and where its bytes are."""
+    runtime = _runtime(ctx)
+    try:
+        with runtime.catalog.read() as conn:
+            names = {s.id: s.name for s in list_sources(conn)}
+            asset = get_asset(conn, asset_id)
+    finally:
+        runtime.close()
+    data = _asset_json(asset, names)
+    if as_json:
+        _print_json(data)
+        return
+    for key, value in data.items():
+        if key != "origins":
+            out.print(f"{key:>11}: {value}", highlight=False)
+    for origin in data["origins"]:
+        out.print(
+            f"     origin: {origin['source']}:{origin['path']} ({origin['status']})",
+            highlight=False,
+        )
+
+
+# --- maintenance ---------------------------------------------------------------------------
+
+
+@app.command("inspect")
+def inspect(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """The storage inspector: what is registered, unregistered, missing, broken, duplicated."""
+    runtime = _runtime(ctx)
+    try:
+        report = inspect_storage(runtime.catalog, runtime.blobs)
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json(report)
+        return
+    for sd in report["storage_dirs"]:
+        out.print(
+            f"[bold]{sd['source']}[/bold] {sd['root']} — {sd['status']}"
+            + (f" ({sd['status_detail']})" if sd["status_detail"] else "")
+        )
+        idf = sd["id_file"]
+        out.print(f"  SD_ID: {idf['status']}" + (f" — {idf['detail']}" if idf["detail"] else ""))
+        out.print(
+            f"  on disk {sd['files_on_disk']}, registered {sd['registered']}, "
+            f"unregistered {sd['unregistered']}, missing {sd['missing']}, "
+            f"errored {sd['errored']}",
+            highlight=False,
+        )
+        for e in sd["errors"][:20]:
+            out.print(f"    ! {e['path']}: {e['error']}", highlight=False)
+    out.print(f"duplicate groups: {len(report['duplicate_groups'])}")
+    b = report["blobs"]
+    out.print(f"blobs: {b['count']} ({b['bytes']} bytes), orphans {b['orphans']}")
+    j = report["jobs"]
+    out.print(f"jobs: pending {j['pending']}, failed {j['failed']}")
+
+
+@app.command("gc")
+def gc(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Remove blobs (stored originals, thumbnails) that no asset references."""
+    runtime = _runtime(ctx)
+    try:
+        report = collect_garbage(runtime.catalog, runtime.blobs, dry_run=dry_run)
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json(report.as_json())
+    else:
+        verb = "would remove" if dry_run else "removed"
+        out.print(f"{verb} {len(report.removed)} blobs ({report.bytes} bytes)")
+
+
+# --- serve -------------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve_command(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Bind address (loopback only).")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="TCP port.", min=0, max=65535)] = None,
+) -> None:
+    """Run gallerysync: start-up scans in the background, watchers, job workers, /healthz."""
+    settings = _settings(ctx)
+    bind_host = host or settings.host
+    bind_port = settings.port if port is None else port
+    try:
+        check_bind_host(bind_host)
+    except GallerySyncError as exc:
+        _fail(str(exc), 2)
+    runtime = open_runtime(settings)
+    err.print(
+        f"gallerysync {__version__} serving http://{bind_host}:{bind_port} (home {settings.home})",
+        highlight=False,
+    )
+    try:
+        asyncio.run(serve(runtime, bind_host, bind_port))
+    finally:
+        runtime.close()
+
+
+def main() -> None:
+    try:
+        app()
+    except GallerySyncError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2 if isinstance(exc, InvalidInputError) else 1)

@@ -1,0 +1,209 @@
+"""Settings: one declared table drives defaults, environment variables, validation and docs.
+
+Why a table: the CLI, the docs (`docs/operations.md`) and a meta-test all read `SETTINGS`, so a
+setting cannot exist without a default, an environment variable and a help text.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from gallerysync.errors import ConfigError
+
+__all__ = ["SETTINGS", "Setting", "Settings", "load_settings", "resolve_home"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str
+    default: str
+    env: str
+    help: str
+    parse: Callable[[str], Any]
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be 1 or more")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return value
+
+
+def _database_url(text: str) -> str:
+    if not text:
+        return ""
+    if not text.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+        raise ValueError("must start with sqlite: or postgresql:")
+    return text
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "database_url",
+        "",
+        "GALLERYSYNC_DATABASE_URL",
+        "Catalog database. Empty: a SQLite file `catalog.sqlite3` in the home. "
+        "`postgresql://user@host/db` uses PostgreSQL.",
+        _database_url,
+    ),
+    Setting(
+        "host",
+        "127.0.0.1",
+        "GALLERYSYNC_HOST",
+        "Address `serve` binds to. Only loopback addresses are accepted until token auth lands.",
+        str,
+    ),
+    Setting("port", "8765", "GALLERYSYNC_PORT", "TCP port `serve` listens on.", _port),
+    Setting(
+        "settle_seconds",
+        "2.0",
+        "GALLERYSYNC_SETTLE_SECONDS",
+        "A watched file is registered only after its size and mtime were stable this long.",
+        _positive_float,
+    ),
+    Setting(
+        "hash_workers",
+        "0",
+        "GALLERYSYNC_HASH_WORKERS",
+        "Threads that hash files during a scan; 0 means one per CPU core.",
+        _non_negative_int,
+    ),
+    Setting(
+        "scan_batch_size",
+        "500",
+        "GALLERYSYNC_SCAN_BATCH_SIZE",
+        "Files registered per catalog transaction during a scan (a killed scan resumes from "
+        "the last committed batch).",
+        _positive_int,
+    ),
+    Setting(
+        "job_workers",
+        "1",
+        "GALLERYSYNC_JOB_WORKERS",
+        "Background job workers (thumbnails) that `serve` runs.",
+        _non_negative_int,
+    ),
+    Setting(
+        "job_max_attempts",
+        "5",
+        "GALLERYSYNC_JOB_MAX_ATTEMPTS",
+        "Attempts before a job is marked failed.",
+        _positive_int,
+    ),
+    Setting(
+        "sweep_max_fraction",
+        "0.5",
+        "GALLERYSYNC_SWEEP_MAX_FRACTION",
+        "A folder scan that would mark more than this fraction of a folder's files missing "
+        "marks nothing and reports it, unless forced (protects against half-unmounted drives).",
+        _positive_float,
+    ),
+    Setting("log_level", "INFO", "GALLERYSYNC_LOG_LEVEL", "Logging level.", _log_level),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings; build with `load_settings`."""
+
+    home: Path
+    database_url: str
+    host: str
+    port: int
+    settle_seconds: float
+    hash_workers: int
+    scan_batch_size: int
+    job_workers: int
+    job_max_attempts: int
+    sweep_max_fraction: float
+    log_level: str
+
+    @property
+    def catalog_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the home."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'catalog.sqlite3'}"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.home / "locks"
+
+    @property
+    def effective_hash_workers(self) -> int:
+        return self.hash_workers or (os.cpu_count() or 1)
+
+
+def resolve_home(cli_home: str | Path | None, environ: Mapping[str, str] | None = None) -> Path:
+    """`--home`, else `GALLERYSYNC_HOME`, else the platform data dir (XDG on Linux)."""
+    env = os.environ if environ is None else environ
+    if cli_home:
+        return Path(cli_home).expanduser().resolve()
+    if env.get("GALLERYSYNC_HOME"):
+        return Path(env["GALLERYSYNC_HOME"]).expanduser().resolve()
+    return Path(platformdirs.user_data_dir("gallerysync", appauthor=False))
+
+
+def load_settings(
+    home: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read every setting from overrides, then the environment, then its default.
+
+    A value that does not parse raises `ConfigError` naming the setting and its variable.
+    """
+    env = os.environ if environ is None else environ
+    given = dict(overrides or {})
+    values: dict[str, Any] = {"home": resolve_home(home, env)}
+    for setting in SETTINGS:
+        raw = given.get(setting.name, env.get(setting.env, setting.default))
+        try:
+            values[setting.name] = setting.parse(raw.strip())
+        except ValueError as exc:
+            raise ConfigError(
+                f"invalid value {raw!r} for setting {setting.name} ({setting.env}): {exc}"
+            ) from exc
+    names = {f.name for f in fields(Settings)}
+    assert names == set(values), names ^ set(values)
+    return Settings(**values)

@@ -1,0 +1,184 @@
+"""Domain records shared by every layer. Frozen dataclasses, no I/O.
+
+Times are integer milliseconds since the Unix epoch (UTC) everywhere: they compare and sort the
+same way on SQLite and PostgreSQL and never lose their timezone on the way.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Asset",
+    "AssetStatus",
+    "Job",
+    "JobStatus",
+    "Origin",
+    "OriginStatus",
+    "ScanCounts",
+    "Source",
+    "SourceStatus",
+    "StorageDir",
+    "SyncMode",
+    "SyncRun",
+    "new_id",
+    "now_ms",
+]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_id() -> str:
+    """A UUIDv7 (RFC 9562): time-sortable, so ids order roughly by creation and index well."""
+    ms = now_ms()
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+class AssetStatus(enum.StrEnum):
+    PRESENT = "present"
+    MISSING = "missing"  # every origin lost its file; history and thumbnail stay
+
+
+class OriginStatus(enum.StrEnum):
+    PRESENT = "present"
+    MISSING = "missing"
+
+
+class SourceStatus(enum.StrEnum):
+    OK = "ok"
+    OFFLINE = "offline"  # root vanished/empty/foreign: nothing is marked missing meanwhile
+    ERROR = "error"
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class SyncMode(enum.StrEnum):
+    FULL = "full"
+    SMART = "smart"
+    INCREMENTAL = "incremental"
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    kind: str
+    name: str
+    owner_id: str
+    options: dict[str, Any]
+    status: SourceStatus
+    status_detail: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class StorageDir:
+    """A folder source's root; `id` is the UUID in its `SD_ID` file and equals the source id."""
+
+    source_id: str
+    root: str
+    id_file_status: str  # ok | migrated | conflict | missing
+    alias_id: str | None
+    detail: str
+    last_scan_at: int | None
+
+
+@dataclass(frozen=True)
+class Asset:
+    id: str
+    owner_id: str
+    hash: str | None
+    status: AssetStatus
+    kind: str
+    format: str | None
+    width: int | None
+    height: int | None
+    size: int | None
+    thumb_hash: str | None
+    version: int
+    created_at: int
+    updated_at: int
+    origins: tuple[Origin, ...] = ()
+
+
+@dataclass(frozen=True)
+class Origin:
+    id: str
+    source_id: str
+    remote_id: str
+    asset_id: str
+    status: OriginStatus
+    path: str | None
+    size: int | None
+    mtime_ns: int | None
+    version: int
+    first_seen_at: int
+    last_seen_at: int
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    status: JobStatus
+    attempts: int
+    max_attempts: int
+    next_attempt_at: int
+    last_error: str | None
+    dedupe_key: str | None
+
+
+@dataclass(frozen=True)
+class SyncRun:
+    id: str
+    source_id: str
+    mode: str
+    status: str
+    started_at: int
+    finished_at: int | None
+    counts: dict[str, int]
+    error: str | None
+
+
+@dataclass
+class ScanCounts:
+    """What one folder scan did; the `sync --json` contract."""
+
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    missing: int = 0
+    unchanged: int = 0
+    errors: int = 0
+    deferred: int = 0  # files still being written; picked up once stable
+    error_paths: list[str] = field(default_factory=list)
+    deferred_paths: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "moved": self.moved,
+            "missing": self.missing,
+            "unchanged": self.unchanged,
+            "errors": self.errors,
+            "deferred": self.deferred,
+        }

@@ -1,0 +1,85 @@
+"""One exception hierarchy for gallerysync.
+
+    GallerySyncError            retryable? status
+    ├── ConfigError             no         500   a setting does not validate; start-up stops
+    ├── NotFoundError           no         404   a source, asset or job that does not exist
+    ├── ConflictError           no         409   a name or folder already registered
+    ├── InvalidInputError       no         422   bad input from a user or a client
+    │   └── UnsafePathError     no         400   a path that would escape its root
+    ├── StorageDirError         no         409   an SD_ID file that is malformed or foreign
+    ├── SourceOfflineError      yes        503   a folder root vanished or is empty
+    ├── BlobIntegrityError      no         422   bytes do not match their announced hash/size
+    └── BusyError               yes        503   another process holds the lock
+
+Each class says whether retrying can help (`retryable`) and which HTTP status the API answers
+with (`status`), so callers act on the class rather than on message text.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BlobIntegrityError",
+    "BusyError",
+    "ConfigError",
+    "ConflictError",
+    "GallerySyncError",
+    "InvalidInputError",
+    "NotFoundError",
+    "SourceOfflineError",
+    "StorageDirError",
+    "UnsafePathError",
+]
+
+
+class GallerySyncError(Exception):
+    """Base class; `code` is the stable machine-readable name used in JSON errors."""
+
+    retryable: bool = False
+    status: int = 500
+    code: str = "internal"
+
+
+class ConfigError(GallerySyncError):
+    code = "config"
+
+
+class NotFoundError(GallerySyncError):
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(GallerySyncError):
+    status = 409
+    code = "conflict"
+
+
+class InvalidInputError(GallerySyncError):
+    status = 422
+    code = "invalid_input"
+
+
+class UnsafePathError(InvalidInputError):
+    status = 400
+    code = "unsafe_path"
+
+
+class StorageDirError(GallerySyncError):
+    status = 409
+    code = "storage_dir"
+
+
+class SourceOfflineError(GallerySyncError):
+    retryable = True
+    status = 503
+    code = "source_offline"
+
+
+class BlobIntegrityError(GallerySyncError):
+    status = 422
+    code = "blob_integrity"
+
+
+class BusyError(GallerySyncError):
+    retryable = True
+    status = 503
+    code = "busy"

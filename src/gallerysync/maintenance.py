@@ -1,0 +1,210 @@
+"""The storage inspector and blob garbage collection.
+
+`inspect` compares three views — what is on disk, the scan cache, and the catalog's origins —
+for every storage dir, so a user can see what is registered, unregistered, missing, broken or
+stored twice, without changing anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from gallerysync.blobs.local import LocalBlobStore
+from gallerysync.catalog import Catalog, schema
+from gallerysync.catalog.jobs import job_counts, list_jobs
+from gallerysync.catalog.scan_cache import cache_errors
+from gallerysync.catalog.sources import get_storage_dir, list_sources
+from gallerysync.domain import JobStatus
+from gallerysync.sources.folder import KIND
+from gallerysync.sources.folder.walk import root_state, walk
+
+__all__ = ["GcReport", "collect_garbage", "inspect_storage"]
+
+
+def inspect_storage(catalog: Catalog, blobs: LocalBlobStore) -> dict[str, Any]:
+    """A JSON-ready report: per storage dir, blob store totals, jobs."""
+    report: dict[str, Any] = {"storage_dirs": [], "blobs": {}, "jobs": {}}
+    with catalog.read() as conn:
+        sources = list_sources(conn, KIND)
+        for source in sources:
+            sd = get_storage_dir(conn, source.id)
+            origins = schema.origins
+            rows = conn.execute(
+                select(origins.c.remote_id, origins.c.status, origins.c.asset_id).where(
+                    origins.c.source_id == source.id
+                )
+            ).all()
+            present = {r[0] for r in rows if r[1] == "present"}
+            missing = sorted(r[0] for r in rows if r[1] == "missing")
+            errors = cache_errors(conn, source.id)
+            offline = root_state(Path(sd.root))
+            on_disk: set[str] = set()
+            walk_errors: list[tuple[str, str]] = []
+            symlinks = 0
+            if offline is None:
+                walked = walk(Path(sd.root))
+                on_disk = {f.rel_path for f in walked.files}
+                walk_errors = walked.dir_errors
+                symlinks = walked.symlinks
+            errored = {p for p, _ in errors}
+            unregistered = sorted(on_disk - present - errored) if offline is None else []
+            report["storage_dirs"].append(
+                {
+                    "source": source.name,
+                    "id": source.id,
+                    "root": sd.root,
+                    "status": source.status.value,
+                    "status_detail": source.status_detail,
+                    "id_file": {
+                        "status": sd.id_file_status,
+                        "alias": sd.alias_id,
+                        "detail": sd.detail,
+                    },
+                    "last_scan_at": sd.last_scan_at,
+                    "files_on_disk": len(on_disk) if offline is None else None,
+                    "registered": len(present),
+                    "unregistered": len(unregistered),
+                    "unregistered_paths": unregistered[:100],
+                    "missing": len(missing),
+                    "missing_paths": missing[:100],
+                    "errored": len(errors) + len(walk_errors),
+                    "errors": [{"path": p, "error": e} for p, e in errors + walk_errors][:100],
+                    "symlinks_not_followed": symlinks,
+                }
+            )
+        report["duplicate_groups"] = _duplicate_groups(catalog)
+        referenced = _referenced_hashes(catalog)
+        total_count = 0
+        total_bytes = 0
+        orphans: list[str] = []
+        for blob_hash in blobs.iter_hashes():
+            total_count += 1
+            total_bytes += blobs.size_of(blob_hash)
+            if blob_hash not in referenced:
+                orphans.append(blob_hash)
+        report["blobs"] = {
+            "count": total_count,
+            "bytes": total_bytes,
+            "orphans": len(orphans),
+            "orphan_hashes": orphans[:100],
+        }
+        counts = job_counts(conn)
+        failed = list_jobs(conn, JobStatus.FAILED.value, limit=50)
+        report["jobs"] = {
+            "pending": counts[JobStatus.PENDING.value] + counts[JobStatus.RUNNING.value],
+            "running": counts[JobStatus.RUNNING.value],
+            "failed": counts[JobStatus.FAILED.value],
+            "failed_jobs": [
+                {
+                    "id": j.id,
+                    "kind": j.kind,
+                    "payload": j.payload,
+                    "error": j.last_error,
+                    "attempts": j.attempts,
+                }
+                for j in failed
+            ],
+        }
+        report["assets"] = {
+            status: int(n)
+            for status, n in conn.execute(
+                select(schema.assets.c.status, func.count()).group_by(schema.assets.c.status)
+            )
+        }
+    return report
+
+
+def _duplicate_groups(catalog: Catalog) -> list[dict[str, Any]]:
+    """Assets whose bytes are present at more than one place (same or different storage dirs)."""
+    origins, sources = schema.origins, schema.sources
+    with catalog.read() as conn:
+        dup_ids = [
+            r[0]
+            for r in conn.execute(
+                select(origins.c.asset_id)
+                .where(origins.c.status == "present")
+                .group_by(origins.c.asset_id)
+                .having(func.count() > 1)
+            )
+        ]
+        groups: dict[str, list[dict[str, str]]] = {}
+        for start in range(0, len(dup_ids), 500):
+            chunk = dup_ids[start : start + 500]
+            rows = conn.execute(
+                select(origins.c.asset_id, sources.c.name, origins.c.remote_id)
+                .join(sources, sources.c.id == origins.c.source_id)
+                .where(origins.c.asset_id.in_(chunk), origins.c.status == "present")
+                .order_by(origins.c.asset_id, sources.c.name, origins.c.remote_id)
+            )
+            for asset_id, source_name, remote_id in rows:
+                groups.setdefault(asset_id, []).append({"source": source_name, "path": remote_id})
+    return [{"asset_id": k, "copies": v} for k, v in sorted(groups.items())]
+
+
+def _referenced_hashes(catalog: Catalog) -> set[str]:
+    assets = schema.assets
+    with catalog.read() as conn:
+        hashes = {
+            r[0] for r in conn.execute(select(assets.c.hash).where(assets.c.hash.is_not(None)))
+        }
+        hashes |= {
+            r[0]
+            for r in conn.execute(
+                select(assets.c.thumb_hash).where(assets.c.thumb_hash.is_not(None))
+            )
+        }
+    return hashes
+
+
+@dataclass
+class GcReport:
+    removed: list[str] = field(default_factory=list)
+    bytes: int = 0
+    temp_files: int = 0
+    dry_run: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "removed": len(self.removed),
+            "bytes": self.bytes,
+            "temp_files": self.temp_files,
+            "dry_run": self.dry_run,
+            "hashes": self.removed[:1000],
+        }
+
+
+def collect_garbage(catalog: Catalog, blobs: LocalBlobStore, *, dry_run: bool) -> GcReport:
+    """Delete blobs that no asset references (as original or thumbnail).
+
+    The set of referenced hashes is read first and each candidate is re-checked inside a write
+    transaction just before deletion, so a blob that became referenced meanwhile survives.
+    """
+    report = GcReport(dry_run=dry_run)
+    if not dry_run:
+        report.temp_files = blobs.clean_temp()
+    referenced = _referenced_hashes(catalog)
+    candidates = [h for h in blobs.iter_hashes() if h not in referenced]
+    assets = schema.assets
+    for blob_hash in candidates:
+        size = blobs.size_of(blob_hash)
+        if dry_run:
+            report.removed.append(blob_hash)
+            report.bytes += size
+            continue
+        with catalog.write() as tx:
+            still = tx.conn.execute(
+                select(assets.c.id)
+                .where((assets.c.hash == blob_hash) | (assets.c.thumb_hash == blob_hash))
+                .limit(1)
+            ).first()
+            if still is not None:
+                continue
+            tx.conn.execute(delete(schema.blobs).where(schema.blobs.c.hash == blob_hash))
+            if blobs.delete(blob_hash):
+                report.removed.append(blob_hash)
+                report.bytes += size
+    return report

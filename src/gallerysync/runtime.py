@@ -1,0 +1,215 @@
+"""Composition root: the only module that picks concrete implementations and wires them.
+
+The CLI calls into here; `serve` runs the long-lived pieces (HTTP, start-up scans, watchers,
+job workers) in one asyncio loop until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gallerysync import __version__
+from gallerysync.blobs.local import LocalBlobStore
+from gallerysync.catalog import Catalog
+from gallerysync.catalog.jobs import job_counts
+from gallerysync.catalog.sources import find_source, list_sources
+from gallerysync.config import Settings
+from gallerysync.domain import Source
+from gallerysync.errors import ConfigError, InvalidInputError
+from gallerysync.sources.folder import KIND as FOLDER
+from gallerysync.sync.folder import FolderScan, Progress, ScanReport, source_lock
+from gallerysync.sync.live import folder_watcher
+from gallerysync.watch.watcher import SettleWatcher
+from gallerysync.worker import run_workers
+
+__all__ = ["Runtime", "check_bind_host", "open_runtime", "serve"]
+
+log = logging.getLogger(__name__)
+SOURCE_REFRESH_SECONDS = 5.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    catalog: Catalog
+    blobs: LocalBlobStore
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def scan(
+        self,
+        source: Source,
+        *,
+        mode: str = "full",
+        cancel: threading.Event | None = None,
+        progress: Progress | None = None,
+    ) -> ScanReport:
+        """Scan one folder source, holding its scan lock (a second scanner waits)."""
+        if source.kind != FOLDER:
+            raise InvalidInputError(f"source {source.name!r} is a {source.kind} source")
+        with source_lock(self.settings.locks_dir, source.id):
+            return FolderScan(
+                self.catalog,
+                source,
+                workers=self.settings.effective_hash_workers,
+                batch_size=self.settings.scan_batch_size,
+                max_attempts=self.settings.job_max_attempts,
+                cancel=cancel,
+                progress=progress,
+            ).run(mode=mode)
+
+    def sources_named(self, names: Sequence[str]) -> list[Source]:
+        with self.catalog.read() as conn:
+            if not names:
+                return list_sources(conn)
+            return [find_source(conn, name) for name in names]
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    catalog = Catalog.open(settings.catalog_url)
+    blobs = LocalBlobStore(settings.blobs_dir)
+    removed = blobs.clean_temp()
+    if removed:
+        log.info("removed %d temp files left by an interrupted write", removed)
+    return Runtime(settings, catalog, blobs)
+
+
+def check_bind_host(host: str) -> None:
+    """Refuse non-loopback addresses: there is no authentication yet to protect them."""
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError as exc:
+        raise ConfigError(f"--host {host!r} is not an IP address") from exc
+    if not loopback:
+        raise ConfigError(
+            f"refusing to bind {host}: gallerysync has no token authentication yet, so it only "
+            "listens on loopback addresses (127.0.0.1, ::1)"
+        )
+
+
+@dataclass
+class _ServeState:
+    scans_running: int = 0
+    scans_done: int = 0
+    watchers: dict[str, tuple[SettleWatcher, asyncio.Task[None], asyncio.Event]] = field(
+        default_factory=dict
+    )
+    last_reports: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+async def serve(runtime: Runtime, host: str, port: int) -> None:
+    """Run until SIGINT/SIGTERM: HTTP, start-up scans (background), watchers, job workers."""
+    check_bind_host(host)
+    state = _ServeState()
+    stop = asyncio.Event()
+    cancel_scans = threading.Event()
+    settings = runtime.settings
+
+    async def healthz(_request: Request) -> JSONResponse:
+        with runtime.catalog.read() as conn:
+            sources = list_sources(conn)
+            jobs = job_counts(conn)
+        body: dict[str, Any] = {
+            "status": "ok",
+            "version": __version__,
+            "instance": runtime.catalog.instance_id,
+            "startup_scan": "running" if state.scans_running else "done",
+            "sources": [
+                {
+                    "name": s.name,
+                    "kind": s.kind,
+                    "status": s.status.value,
+                    "watching": s.id in state.watchers
+                    and state.watchers[s.id][0].watching.is_set(),
+                    "last_scan": state.last_reports.get(s.id),
+                }
+                for s in sources
+            ],
+            "jobs": jobs,
+        }
+        return JSONResponse(body)
+
+    app = Starlette(routes=[Route("/healthz", healthz)])
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
+    )
+    server = uvicorn.Server(config)
+
+    async def scan_in_background(source: Source) -> None:
+        state.scans_running += 1
+        try:
+            report = await asyncio.to_thread(
+                runtime.scan, source, mode="smart", cancel=cancel_scans
+            )
+            state.last_reports[source.id] = report.as_json()
+            log.info("start-up scan of %s: %s", source.name, report.as_json())
+        except Exception:
+            log.exception("start-up scan of %s failed", source.name)
+        finally:
+            state.scans_running -= 1
+            state.scans_done += 1
+
+    def start_source(source: Source) -> None:
+        watcher = folder_watcher(
+            runtime.catalog,
+            source,
+            settle_seconds=settings.settle_seconds,
+            max_attempts=settings.job_max_attempts,
+        )
+        source_stop = asyncio.Event()
+        task = asyncio.create_task(watcher.run(source_stop), name=f"watch:{source.name}")
+        state.watchers[source.id] = (watcher, task, source_stop)
+        background.append(asyncio.create_task(scan_in_background(source)))
+
+    async def refresh_sources() -> None:
+        while not stop.is_set():
+            sources = await asyncio.to_thread(
+                lambda: [s for s in runtime.sources_named([]) if s.kind == FOLDER]
+            )
+            wanted = {s.id: s for s in sources}
+            for source_id in [sid for sid in state.watchers if sid not in wanted]:
+                _watcher, task, source_stop = state.watchers.pop(source_id)
+                source_stop.set()
+                await task
+            for source in sources:
+                if source.id not in state.watchers:
+                    start_source(source)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SOURCE_REFRESH_SECONDS)
+
+    background: list[asyncio.Task[None]] = []
+    refresher = asyncio.create_task(refresh_sources(), name="sources")
+    workers = asyncio.create_task(
+        run_workers(runtime.catalog, runtime.blobs, settings.job_workers, stop), name="workers"
+    )
+    try:
+        await server.serve()
+    finally:
+        stop.set()
+        cancel_scans.set()
+        for _watcher, _task, source_stop in state.watchers.values():
+            source_stop.set()
+        await asyncio.gather(
+            refresher,
+            workers,
+            *background,
+            *(task for _w, task, _s in state.watchers.values()),
+            return_exceptions=True,
+        )

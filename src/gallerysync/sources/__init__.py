@@ -1,0 +1,1 @@
+"""① Sources: where images come from. One folder per kind."""

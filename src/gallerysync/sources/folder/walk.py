@@ -1,0 +1,209 @@
+"""Walk a storage dir once, and examine (hash + probe) one file. Pure filesystem, no catalog.
+
+The walk never follows symbolic links (no loops, no file counted twice through a link) and
+records directories it cannot read instead of failing. `examine` reads each file exactly once:
+the same bytes feed the BLAKE3 hasher, the header probe and the truncation check. A file whose
+size, mtime or inode moved between the listing and the end of the read is reported `Unstable`
+(it is still being written) and is not registered until a later pass sees it stable.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from blake3 import blake3
+
+from gallerysync.sources.folder.media import MediaError, MediaInfo, media_kind_for_name, probe
+from gallerysync.watch.names import is_ignored_name
+
+__all__ = [
+    "Examined",
+    "FileError",
+    "Gone",
+    "Listed",
+    "Unstable",
+    "WalkResult",
+    "examine",
+    "rel_path_of",
+    "root_state",
+    "walk",
+]
+
+_READ_SIZE = 1 << 20
+_TAIL_SIZE = 1 << 16
+_HEAD_SIZE = 1 << 18
+_INODE_MASK = (1 << 63) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    rel_path: str
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+@dataclass
+class WalkResult:
+    files: list[Listed] = field(default_factory=list)
+    ignored: int = 0  # temp/hidden names and files that are not media
+    symlinks: int = 0
+    dir_errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Examined:
+    listed: Listed
+    hash: str
+    media: MediaInfo
+
+
+@dataclass(frozen=True, slots=True)
+class FileError:
+    listed: Listed
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Gone:
+    listed: Listed
+
+
+@dataclass(frozen=True, slots=True)
+class Unstable:
+    listed: Listed
+    reason: str
+
+
+Outcome = Examined | FileError | Gone | Unstable
+
+
+def root_state(root: Path) -> str | None:
+    """None when the root looks mounted; otherwise why it is offline.
+
+    A vanished root, a root that is not a directory, or an empty root (an unmounted mount point,
+    a signed-out cloud folder) means offline: nothing under it may be marked missing.
+    """
+    try:
+        with os.scandir(root) as entries:
+            if next(entries, None) is None:
+                return f"storage dir {root} is empty (unmounted or signed out?)"
+    except FileNotFoundError:
+        return f"storage dir {root} does not exist (unmounted or moved?)"
+    except NotADirectoryError:
+        return f"storage dir {root} is not a directory"
+    except OSError as exc:
+        return f"storage dir {root} cannot be read: {exc.strerror or exc}"
+    return None
+
+
+def rel_path_of(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _stable_inode(inode: int) -> int:
+    return inode & _INODE_MASK  # fits a signed BIGINT on every database
+
+
+def walk(root: Path) -> WalkResult:
+    """List every media file under `root` with `(size, mtime_ns, inode)`, in one pass."""
+    result = WalkResult()
+    root_text = os.fspath(root)
+    stack: list[tuple[str, str]] = [(root_text, "")]
+    while stack:
+        directory, prefix = stack.pop()
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if is_ignored_name(name):
+                        result.ignored += 1
+                        continue
+                    try:
+                        if entry.is_symlink():
+                            result.symlinks += 1
+                            continue
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append((entry.path, prefix + name + "/"))
+                            continue
+                        if media_kind_for_name(name) is None:
+                            result.ignored += 1
+                            continue
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:  # vanished while listing
+                        continue
+                    if not stat.S_ISREG(st.st_mode):
+                        result.ignored += 1
+                        continue
+                    rel = prefix + name
+                    try:
+                        rel.encode("utf-8")
+                    except UnicodeEncodeError:
+                        result.dir_errors.append(
+                            (
+                                rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                                "file name is not valid UTF-8",
+                            )
+                        )
+                        continue
+                    result.files.append(
+                        Listed(rel, st.st_size, st.st_mtime_ns, _stable_inode(st.st_ino))
+                    )
+        except FileNotFoundError:
+            continue  # a directory removed while walking
+        except OSError as exc:
+            result.dir_errors.append((prefix.rstrip("/") or ".", exc.strerror or str(exc)))
+    return result
+
+
+def examine(root: Path, listed: Listed) -> Outcome:
+    """Read a listed file once: hash it, probe its header and check it is complete."""
+    path = os.path.join(root, listed.rel_path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return Gone(listed)
+    except OSError as exc:
+        return FileError(listed, f"cannot open: {exc.strerror or exc}")
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            return FileError(listed, "not a regular file")
+        if (before.st_size, before.st_mtime_ns) != (listed.size, listed.mtime_ns):
+            return Unstable(listed, "changed since it was listed")
+        hasher = blake3()
+        head = b""
+        previous = b""
+        chunk = b""
+        total = 0
+        try:
+            while True:
+                previous = chunk
+                chunk = os.read(fd, _READ_SIZE)
+                if not chunk:
+                    chunk = previous
+                    previous = b""
+                    break
+                if total == 0:
+                    head = chunk[:_HEAD_SIZE]
+                hasher.update(chunk)
+                total += len(chunk)
+        except OSError as exc:
+            return FileError(listed, f"read failed: {exc.strerror or exc}")
+        after = os.fstat(fd)
+        if total != after.st_size or (after.st_size, after.st_mtime_ns) != (
+            before.st_size,
+            before.st_mtime_ns,
+        ):
+            return Unstable(listed, "changed while it was read")
+        tail = (previous[-_TAIL_SIZE:] + chunk)[-_TAIL_SIZE:]
+        try:
+            media = probe(os.path.basename(path), head, tail, total, path)
+        except MediaError as exc:
+            return FileError(listed, str(exc))
+        return Examined(listed, str(hasher.hexdigest()), media)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""② Sync: march what sources report against the catalog and apply the difference."""

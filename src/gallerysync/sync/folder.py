@@ -1,0 +1,448 @@
+"""Folder sources: add a storage dir, scan it, apply watcher batches, find lost files.
+
+A scan is: check the root is mounted and is the same storage dir (its `SD_ID`), walk it once,
+skip files whose `(size, mtime_ns, inode)` match the scan cache, hash the rest on a thread pool
+(BLAKE3 releases the GIL), and register results in batches — each batch one transaction with
+its cache rows, so a killed scan loses at most one batch of work and never leaves half a batch.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from gallerysync.catalog import Catalog, schema
+from gallerysync.catalog.assets import get_asset
+from gallerysync.catalog.runs import finish_run, start_run
+from gallerysync.catalog.scan_cache import find_by_hash, find_by_name, load_cache
+from gallerysync.catalog.sources import (
+    create_source,
+    get_source,
+    list_sources,
+    mark_scanned,
+    set_source_status,
+    upsert_storage_dir,
+)
+from gallerysync.domain import OriginStatus, ScanCounts, Source, SourceStatus
+from gallerysync.errors import BusyError, InvalidInputError, StorageDirError
+from gallerysync.sources.folder import KIND
+from gallerysync.sources.folder.media import media_kind_for_name
+from gallerysync.sources.folder.sdid import SD_ID_FILE, resolve_sd_id, write_id_file
+from gallerysync.sources.folder.walk import (
+    Listed,
+    Outcome,
+    WalkResult,
+    examine,
+    root_state,
+    walk,
+)
+from gallerysync.sync.register import register_outcomes, sweep_vanished
+from gallerysync.watch.names import is_ignored_name
+
+__all__ = [
+    "FolderScan",
+    "ScanReport",
+    "add_folder",
+    "apply_paths",
+    "find_asset_file",
+    "source_lock",
+]
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int, int], None]
+
+
+@dataclass
+class ScanReport:
+    source: str
+    status: str  # ok | offline | cancelled
+    counts: ScanCounts
+    seconds: float
+    detail: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "status": self.status,
+            **self.counts.as_dict(),
+            "seconds": round(self.seconds, 3),
+            "detail": self.detail,
+        }
+
+
+def add_folder(catalog: Catalog, path: str | Path, name: str | None = None) -> Source:
+    """Register a folder as a source, writing (or migrating) its `SD_ID` file."""
+    root = Path(path).expanduser().resolve()
+    if not root.is_dir():
+        raise InvalidInputError(f"{root} is not a directory")
+    with catalog.read() as conn:
+        known = {s.id for s in list_sources(conn)}
+        taken = {s.name for s in list_sources(conn)}
+    identity = resolve_sd_id(root, known, create=True)
+    assert identity.sd_id is not None
+    base = name or root.name or "folder"
+    chosen = base
+    if name is None:
+        suffix = 2
+        while chosen in taken:
+            chosen = f"{base}-{suffix}"
+            suffix += 1
+    with catalog.write() as tx:
+        source = create_source(
+            tx,
+            source_id=identity.sd_id,
+            kind=KIND,
+            name=chosen,
+            owner_id=catalog.default_owner_id,
+            options={"root": str(root)},
+        )
+        upsert_storage_dir(
+            tx,
+            source_id=source.id,
+            root=str(root),
+            id_file_status=identity.status,
+            alias_id=identity.alias_id,
+            detail=identity.detail,
+        )
+    return source
+
+
+@contextmanager
+def source_lock(lock_dir: Path, source_id: str, *, wait: bool = True) -> Iterator[None]:
+    """One scan per source at a time across processes (an `flock` on a file in the home)."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / f"scan-{source_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError as exc:
+            raise BusyError(f"source {source_id} is being scanned by another process") from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+class FolderScan:
+    """Scan one folder source. Construct, then `run()` (or `walk()` and `run(walked)`)."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        source: Source,
+        *,
+        workers: int = 0,
+        batch_size: int = 500,
+        max_attempts: int = 5,
+        cancel: threading.Event | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.source = source
+        self.root = Path(source.options["root"])
+        self.workers = workers or (os.cpu_count() or 1)
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.cancel = cancel or threading.Event()
+        self.progress = progress
+
+    def check_online(self) -> str | None:
+        """None when the root is mounted and is this storage dir; else why it is offline.
+
+        Also keeps the `SD_ID` migration state in the catalog current.
+        """
+        reason = root_state(self.root)
+        if reason is None:
+            try:
+                identity = resolve_sd_id(self.root, {self.source.id}, create=False)
+            except (StorageDirError, OSError) as exc:
+                identity = None
+                reason = str(exc)
+            if identity is not None:
+                if identity.sd_id is None:
+                    write_id_file(self.root, self.source.id)  # restore a deleted id file
+                elif self.source.id not in (identity.sd_id, identity.alias_id):
+                    reason = (
+                        f"{self.root / SD_ID_FILE} holds {identity.sd_id}, not this "
+                        f"source's {self.source.id}: another folder is mounted there"
+                    )
+                if reason is None:
+                    with self.catalog.write() as tx:
+                        upsert_storage_dir(
+                            tx,
+                            source_id=self.source.id,
+                            root=str(self.root),
+                            id_file_status=identity.status,
+                            alias_id=identity.alias_id,
+                            detail=identity.detail,
+                        )
+        with self.catalog.write() as tx:
+            status = SourceStatus.OK if reason is None else SourceStatus.OFFLINE
+            set_source_status(tx, self.source, status, reason or "")
+        return reason
+
+    def walk(self) -> WalkResult:
+        return walk(self.root)
+
+    def run(self, walked: WalkResult | None = None, *, mode: str = "full") -> ScanReport:
+        started = time.monotonic()
+        counts = ScanCounts()
+        run_id = start_run(self.catalog, self.source.id, mode)
+        try:
+            offline = self.check_online()
+            if offline is not None:
+                finish_run(self.catalog, run_id, "offline", counts.as_dict(), offline)
+                return ScanReport(
+                    self.source.name, "offline", counts, time.monotonic() - started, offline
+                )
+            walked = walked if walked is not None else self.walk()
+            status = self._apply_walk(walked, counts)
+            for rel, error in walked.dir_errors:
+                counts.errors += 1
+                counts.error_paths.append(rel)
+                log.warning("%s: %s: %s", self.source.name, rel, error)
+            finish_run(self.catalog, run_id, status, counts.as_dict())
+            return ScanReport(self.source.name, status, counts, time.monotonic() - started)
+        except BaseException as exc:
+            finish_run(self.catalog, run_id, "failed", counts.as_dict(), repr(exc)[:2000])
+            raise
+
+    def _apply_walk(self, walked: WalkResult, counts: ScanCounts) -> str:
+        sid = self.source.id
+        with self.catalog.read() as conn:
+            cache = load_cache(conn, sid)
+            known = set(cache)
+            present_origins = conn.execute(
+                select(func.count()).where(
+                    schema.origins.c.source_id == sid,
+                    schema.origins.c.status == OriginStatus.PRESENT,
+                )
+            ).scalar_one()
+            hashed = sum(1 for row in cache.values() if row[3] is not None)
+            if present_origins != hashed:  # cache and origins disagree: trust origins too
+                known.update(
+                    r[0]
+                    for r in conn.execute(
+                        select(schema.origins.c.remote_id).where(
+                            schema.origins.c.source_id == sid,
+                            schema.origins.c.status == OriginStatus.PRESENT,
+                        )
+                    )
+                )
+        to_examine: list[Listed] = []
+        for listed in walked.files:
+            row = cache.get(listed.rel_path)
+            if (
+                row is not None
+                and row[0] == listed.size
+                and row[1] == listed.mtime_ns
+                and row[2] == listed.inode
+                and row[3] is not None
+                and not row[4]
+            ):
+                counts.unchanged += 1
+            else:
+                to_examine.append(listed)
+            known.discard(listed.rel_path)
+        del cache
+        vanished = known  # what the catalog knew and the walk did not find
+        if not self._examine_and_register(to_examine, vanished, counts):
+            return "cancelled"
+        with self.catalog.write() as tx:
+            sweep_vanished(tx, self.source, vanished, counts)
+            mark_scanned(tx, sid)
+        return "ok"
+
+    def _examine_and_register(
+        self, files: Sequence[Listed], vanished: set[str], counts: ScanCounts
+    ) -> bool:
+        """Hash on a pool, register in order in batches. False when cancelled."""
+        total = len(files)
+        done = 0
+        done_bytes = 0
+        batch: list[Outcome] = []
+        pending: deque[Future[Outcome]] = deque()
+        ahead = self.workers * 8
+        source_iter = iter(files)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="hash") as pool:
+
+            def refill() -> None:
+                while len(pending) < ahead:
+                    listed = next(source_iter, None)
+                    if listed is None:
+                        return
+                    pending.append(pool.submit(examine, self.root, listed))
+
+            refill()
+            while pending:
+                if self.cancel.is_set():
+                    for future in pending:
+                        future.cancel()
+                    return False
+                outcome = pending.popleft().result()
+                refill()
+                batch.append(outcome)
+                done += 1
+                done_bytes += outcome.listed.size
+                if len(batch) >= self.batch_size:
+                    self._register(batch, vanished, counts)
+                    batch = []
+                if self.progress is not None and (done % 64 == 0 or done == total):
+                    self.progress(done, total, done_bytes)
+        if batch:
+            self._register(batch, vanished, counts)
+        if self.progress is not None:
+            self.progress(total, total, done_bytes)
+        return not self.cancel.is_set()
+
+    def _register(self, batch: Sequence[Outcome], vanished: set[str], counts: ScanCounts) -> None:
+        with self.catalog.write() as tx:
+            register_outcomes(
+                tx, self.source, batch, vanished, counts, max_attempts=self.max_attempts
+            )
+
+
+def apply_paths(
+    catalog: Catalog,
+    source: Source,
+    rel_paths: Sequence[str],
+    *,
+    max_attempts: int = 5,
+    skip: Collection[str] = (),
+    skip_newer_than_ns: int | None = None,
+) -> ScanCounts:
+    """Re-examine specific paths (files or directories) of one source; used by the watcher.
+
+    A path that no longer exists is a deletion (of a file, or of everything the catalog knew
+    under a directory); an existing directory is walked. Deletions are applied only while the
+    root is mounted and still this storage dir. Files in `skip` (still settling) and, inside
+    walked directories, files modified after `skip_newer_than_ns` are left for a later pass.
+    """
+    counts = ScanCounts()
+    scan = FolderScan(catalog, source, max_attempts=max_attempts)
+    if scan.check_online() is not None:
+        return counts
+    root = scan.root
+    with catalog.read() as conn:
+        cache = load_cache(conn, source.id)
+    listed: dict[str, Listed] = {}
+    vanished: set[str] = set()
+    for rel in dict.fromkeys(rel_paths):
+        _collect(root, rel, cache, listed, vanished)
+    for rel in [r for r in listed if r in skip and r not in rel_paths]:
+        del listed[rel]
+    if skip_newer_than_ns is not None:
+        explicit = set(rel_paths)
+        for rel in [
+            r
+            for r, item in listed.items()
+            if r not in explicit and item.mtime_ns > skip_newer_than_ns
+        ]:
+            del listed[rel]
+            counts.deferred_paths.append(rel)
+    outcomes = [examine(root, item) for item in listed.values()]
+    with catalog.write() as tx:
+        register_outcomes(tx, source, outcomes, vanished, counts, max_attempts=max_attempts)
+        sweep_vanished(tx, source, vanished, counts)
+    return counts
+
+
+def _collect(
+    root: Path,
+    rel: str,
+    cache: dict[str, tuple[int, int, int, str | None, bool]],
+    listed: dict[str, Listed],
+    vanished: set[str],
+) -> None:
+    path = root / rel
+    if any(is_ignored_name(part) for part in Path(rel).parts):
+        return
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        prefix = rel.rstrip("/") + "/"
+        vanished.update(k for k in cache if k == rel or k.startswith(prefix))
+        return
+    if path.is_symlink():
+        return
+    if path.is_dir():
+        sub = walk(path)
+        prefix = rel.rstrip("/") + "/"
+        seen = set()
+        for item in sub.files:
+            full = prefix + item.rel_path
+            seen.add(full)
+            listed[full] = Listed(full, item.size, item.mtime_ns, item.inode)
+        vanished.update(k for k in cache if k.startswith(prefix) and k not in seen)
+        return
+    if media_kind_for_name(path.name) is None:
+        return
+    listed[rel] = Listed(rel, st.st_size, st.st_mtime_ns, st.st_ino & ((1 << 63) - 1))
+
+
+def find_asset_file(catalog: Catalog, asset_id: str) -> Path | None:
+    """Where an asset's bytes are on disk now, looking in every storage dir before giving up.
+
+    Order: its present origins; then any scanned file with the same hash (scan cache); then a
+    file with the same name in any storage dir, verified by hash. A file found this way is
+    registered, so the catalog learns where it went.
+    """
+    with catalog.read() as conn:
+        asset = get_asset(conn, asset_id)
+        sources = {s.id: s for s in list_sources(conn, KIND)}
+        if asset.hash is None:
+            return None
+        for origin in asset.origins:
+            src = sources.get(origin.source_id)
+            if src is None or origin.status != OriginStatus.PRESENT:
+                continue
+            path = Path(src.options["root"]) / origin.remote_id
+            if path.is_file():
+                return path
+        by_hash = find_by_hash(conn, asset.hash)
+        names = {Path(o.remote_id).name for o in asset.origins}
+        by_name = [hit for name in names for hit in find_by_name(conn, name)]
+    candidates = [(sd, rel) for sd, rel in by_hash] + [(sd, rel) for sd, rel, _ in by_name]
+    for sd, rel in candidates:
+        src = sources.get(sd)
+        if src is not None and _verify_and_register(catalog, src, rel, asset.hash):
+            return Path(src.options["root"]) / rel
+    for src in sources.values():
+        root = Path(src.options["root"])
+        if root_state(root) is not None:
+            continue
+        for name in names:
+            for dirpath, _dirs, filenames in os.walk(root):
+                if name in filenames:
+                    rel = Path(dirpath, name).relative_to(root).as_posix()
+                    if _verify_and_register(catalog, src, rel, asset.hash):
+                        return root / rel
+    return None
+
+
+def _verify_and_register(catalog: Catalog, source: Source, rel: str, wanted: str) -> bool:
+    root = Path(source.options["root"])
+    try:
+        st = (root / rel).lstat()
+    except OSError:
+        return False
+    outcome = examine(root, Listed(rel, st.st_size, st.st_mtime_ns, st.st_ino & ((1 << 63) - 1)))
+    if getattr(outcome, "hash", None) != wanted:
+        return False
+    apply_paths(catalog, get_source_fresh(catalog, source.id), [rel])
+    return True
+
+
+def get_source_fresh(catalog: Catalog, source_id: str) -> Source:
+    with catalog.read() as conn:
+        return get_source(conn, source_id)

@@ -1,0 +1,252 @@
+"""March examined files against the catalog and apply the result, one transaction per batch.
+
+For every examined file the catalog is in one of these states, decided set-wise per batch:
+
+    origin at this path, same bytes          → unchanged
+    origin at this path, other bytes         → updated (the origin now points at the new asset;
+                                               the old asset goes `missing` if nothing else has it)
+    no origin here, bytes unknown            → added (new asset + origin)
+    no origin here, bytes known, and an
+      origin of that asset vanished this scan → moved (that origin is re-pointed: same asset id)
+    no origin here, bytes known, asset missing → moved (across storage dirs: new origin)
+    no origin here, bytes known elsewhere     → added (a duplicate: one asset, another origin)
+
+Files that vanished are swept only after every batch, so a move inside a scan never shows the
+asset as missing in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from gallerysync.catalog import WriteTx
+from gallerysync.catalog.assets import (
+    assets_by_hashes,
+    insert_asset,
+    insert_origin,
+    mark_origins_missing,
+    origins_by_remote_ids,
+    origins_of_assets,
+    refresh_asset_status,
+    repoint_origin,
+)
+from gallerysync.catalog.jobs import enqueue
+from gallerysync.catalog.scan_cache import CacheEntry, delete_entries, upsert_entries
+from gallerysync.domain import (
+    Asset,
+    AssetStatus,
+    Origin,
+    OriginStatus,
+    ScanCounts,
+    Source,
+    new_id,
+    now_ms,
+)
+from gallerysync.sources.folder.walk import Examined, FileError, Gone, Outcome, Unstable
+
+__all__ = ["register_outcomes", "sweep_vanished", "thumbnail_job_key"]
+
+
+def thumbnail_job_key(asset_id: str) -> str:
+    return f"thumbnail:{asset_id}"
+
+
+def register_outcomes(
+    tx: WriteTx,
+    source: Source,
+    outcomes: Sequence[Outcome],
+    vanished: set[str],
+    counts: ScanCounts,
+    *,
+    max_attempts: int = 5,
+) -> None:
+    """Apply one batch of examined files. `vanished` holds paths gone this scan (mutated)."""
+    owner, sid = source.owner_id, source.id
+    examined = [o for o in outcomes if isinstance(o, Examined)]
+    errors = [o for o in outcomes if isinstance(o, FileError)]
+    for outcome in outcomes:
+        if isinstance(outcome, Gone):
+            vanished.add(outcome.listed.rel_path)
+        elif isinstance(outcome, Unstable):
+            counts.deferred += 1
+            counts.deferred_paths.append(outcome.listed.rel_path)
+    paths = [o.listed.rel_path for o in examined] + [o.listed.rel_path for o in errors]
+    origins = origins_by_remote_ids(tx.conn, sid, paths)
+    by_hash = assets_by_hashes(tx.conn, owner, [o.hash for o in examined])
+    candidates = origins_of_assets(tx.conn, [a.id for a in by_hash.values()]) if vanished else {}
+    touched: set[str] = set()
+    cache_rows: list[CacheEntry] = []
+    moved_away: list[str] = []
+    new_assets: list[str] = []
+
+    for item in examined:
+        listed = item.listed
+        rel = listed.rel_path
+        cache_rows.append(
+            CacheEntry(rel, listed.size, listed.mtime_ns, listed.inode, item.hash, None)
+        )
+        origin = origins.get(rel)
+        asset = by_hash.get(item.hash)
+        if (
+            origin is not None
+            and asset is not None
+            and origin.status == OriginStatus.PRESENT
+            and origin.asset_id == asset.id
+        ):
+            counts.unchanged += 1
+            continue
+        created = asset is None
+        if asset is None:
+            asset = _create_asset(tx, owner, item)
+            by_hash[item.hash] = asset
+            new_assets.append(asset.id)
+        file_values = {"path": rel, "size": listed.size, "mtime_ns": listed.mtime_ns}
+        if origin is not None:
+            repoint_origin(tx, owner, origin, {"asset_id": asset.id, **file_values})
+            touched.update((origin.asset_id, asset.id))
+            if origin.status == OriginStatus.PRESENT:
+                counts.updated += 1
+            else:
+                counts.added += 1
+            origins[rel] = _replace_origin(origin, asset.id, rel)
+            continue
+        moved_from = None if created else _vanished_origin(candidates, asset.id, sid, vanished)
+        if moved_from is not None:
+            repoint_origin(tx, owner, moved_from, {"remote_id": rel, **file_values})
+            vanished.discard(moved_from.remote_id)
+            moved_away.append(moved_from.remote_id)
+            candidates[asset.id] = [o for o in candidates[asset.id] if o.id != moved_from.id]
+            counts.moved += 1
+            continue
+        origin_id = new_id()
+        insert_origin(
+            tx,
+            owner,
+            {
+                "id": origin_id,
+                "source_id": sid,
+                "remote_id": rel,
+                "asset_id": asset.id,
+                **file_values,
+            },
+        )
+        origins[rel] = Origin(
+            id=origin_id,
+            source_id=sid,
+            remote_id=rel,
+            asset_id=asset.id,
+            status=OriginStatus.PRESENT,
+            path=rel,
+            size=listed.size,
+            mtime_ns=listed.mtime_ns,
+            version=1,
+            first_seen_at=now_ms(),
+            last_seen_at=now_ms(),
+        )
+        touched.add(asset.id)
+        if not created and asset.status == AssetStatus.MISSING:
+            counts.moved += 1
+        else:
+            counts.added += 1
+
+    for failed in errors:
+        listed = failed.listed
+        cache_rows.append(
+            CacheEntry(
+                listed.rel_path, listed.size, listed.mtime_ns, listed.inode, None, failed.error
+            )
+        )
+        counts.errors += 1
+        counts.error_paths.append(listed.rel_path)
+        origin = origins.get(listed.rel_path)
+        if origin is not None:
+            touched |= mark_origins_missing(tx, owner, [origin])
+
+    upsert_entries(tx, sid, cache_rows)
+    delete_entries(tx, sid, moved_away)
+    refresh_asset_status(tx, touched)
+    for asset_id in new_assets:
+        enqueue(
+            tx,
+            "thumbnail",
+            {"asset_id": asset_id},
+            dedupe_key=thumbnail_job_key(asset_id),
+            max_attempts=max_attempts,
+        )
+
+
+def sweep_vanished(
+    tx: WriteTx, source: Source, vanished: Iterable[str], counts: ScanCounts
+) -> None:
+    """Mark origins of files that are gone `missing` and forget their cache rows."""
+    paths = sorted(vanished)
+    if not paths:
+        return
+    origins = origins_by_remote_ids(tx.conn, source.id, paths)
+    present = [o for o in origins.values() if o.status == OriginStatus.PRESENT]
+    touched = mark_origins_missing(tx, source.owner_id, present)
+    counts.missing += len(present)
+    delete_entries(tx, source.id, paths)
+    refresh_asset_status(tx, touched)
+
+
+def _create_asset(tx: WriteTx, owner: str, item: Examined) -> Asset:
+    media = item.media
+    asset_id = new_id()
+    values = {
+        "id": asset_id,
+        "owner_id": owner,
+        "hash": item.hash,
+        "kind": media.kind,
+        "format": media.format,
+        "mime": media.mime,
+        "width": media.width,
+        "height": media.height,
+        "size": item.listed.size,
+    }
+    insert_asset(tx, values)
+    now = now_ms()
+    return Asset(
+        id=asset_id,
+        owner_id=owner,
+        hash=item.hash,
+        status=AssetStatus.PRESENT,
+        kind=media.kind,
+        format=media.format,
+        width=media.width,
+        height=media.height,
+        size=item.listed.size,
+        thumb_hash=None,
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _vanished_origin(
+    candidates: dict[str, list[Origin]], asset_id: str, source_id: str, vanished: set[str]
+) -> Origin | None:
+    for origin in candidates.get(asset_id, []):
+        if (
+            origin.source_id == source_id
+            and origin.remote_id in vanished
+            and origin.status == OriginStatus.PRESENT
+        ):
+            return origin
+    return None
+
+
+def _replace_origin(origin: Origin, asset_id: str, rel: str) -> Origin:
+    return Origin(
+        id=origin.id,
+        source_id=origin.source_id,
+        remote_id=rel,
+        asset_id=asset_id,
+        status=OriginStatus.PRESENT,
+        path=rel,
+        size=origin.size,
+        mtime_ns=origin.mtime_ns,
+        version=origin.version + 1,
+        first_seen_at=origin.first_seen_at,
+        last_seen_at=now_ms(),
+    )

@@ -1,0 +1,93 @@
+"""Background job workers: claim a due job, run it in a thread, record the outcome.
+
+Workers wake when this process commits a write (a commit listener) and otherwise poll every
+few seconds, so jobs enqueued by another process (a CLI `sync`) are picked up too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+from gallerysync.blobs.base import BlobStore
+from gallerysync.catalog import Catalog
+from gallerysync.catalog.jobs import (
+    claim_job,
+    complete_job,
+    fail_job,
+    recover_stale_jobs,
+    release_worker_jobs,
+)
+from gallerysync.domain import Job
+from gallerysync.errors import GallerySyncError, NotFoundError
+from gallerysync.sync.thumbnails import SkipJob, make_asset_thumbnail
+
+__all__ = ["JOB_KINDS", "run_job", "run_workers"]
+
+log = logging.getLogger(__name__)
+JOB_KINDS = ("thumbnail",)
+IDLE_POLL_SECONDS = 3.0
+
+
+def run_job(catalog: Catalog, blobs: BlobStore, job: Job) -> None:
+    """Run one claimed job to its end state (done, retry later, or failed)."""
+    try:
+        if job.kind == "thumbnail":
+            make_asset_thumbnail(catalog, blobs, str(job.payload["asset_id"]))
+        else:
+            raise NotFoundError(f"unknown job kind {job.kind!r}")
+    except SkipJob as exc:
+        log.info("job %s (%s): %s", job.id, job.kind, exc)
+        complete_job(catalog, job)
+    except GallerySyncError as exc:
+        fail_job(catalog, job, f"{type(exc).__name__}: {exc}", retryable=exc.retryable)
+    except Exception as exc:  # a bug or an OS error: retry with backoff, keep the reason
+        log.exception("job %s (%s) failed", job.id, job.kind)
+        fail_job(catalog, job, f"{type(exc).__name__}: {exc}", retryable=True)
+    else:
+        complete_job(catalog, job)
+
+
+async def run_workers(catalog: Catalog, blobs: BlobStore, count: int, stop: asyncio.Event) -> None:
+    """Run `count` workers until `stop` is set; running jobs are released on the way out."""
+    if count <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+
+    def on_commit(_head: int) -> None:
+        loop.call_soon_threadsafe(wake.set)
+
+    catalog.add_commit_listener(on_commit)
+    await asyncio.to_thread(recover_stale_jobs, catalog)
+    prefix = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        await asyncio.gather(
+            *(_worker(catalog, blobs, f"{prefix}:{n}", stop, wake) for n in range(count))
+        )
+    finally:
+        catalog.remove_commit_listener(on_commit)
+        for n in range(count):
+            await asyncio.to_thread(release_worker_jobs, catalog, f"{prefix}:{n}")
+
+
+async def _worker(
+    catalog: Catalog, blobs: BlobStore, name: str, stop: asyncio.Event, wake: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        job = await asyncio.to_thread(claim_job, catalog, name, JOB_KINDS)
+        if job is None:
+            wake.clear()
+            stop_task = asyncio.ensure_future(stop.wait())
+            wake_task = asyncio.ensure_future(wake.wait())
+            await asyncio.wait(
+                {stop_task, wake_task},
+                timeout=IDLE_POLL_SECONDS,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            stop_task.cancel()
+            wake_task.cancel()
+            continue
+        await asyncio.to_thread(run_job, catalog, blobs, job)
