@@ -40,7 +40,7 @@ app.add_typer(source_app, name="source")
 app.add_typer(assets_app, name="assets")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -159,7 +159,7 @@ def source_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         return
     table = Table("name", "kind", "status", "root", "id")
     for row in rows:
-        table.add_row(row["name"], row["kind"], row["status"], row["root"] or "", row["id"])
+        table.add_row(*(str(row[k] or "") for k in ("name", "kind", "status", "root", "id")))
     out.print(table)
 
 

@@ -126,14 +126,6 @@ SETTINGS: tuple[Setting, ...] = (
         "Attempts before a job is marked failed.",
         _positive_int,
     ),
-    Setting(
-        "sweep_max_fraction",
-        "0.5",
-        "GALLERYSYNC_SWEEP_MAX_FRACTION",
-        "A folder scan that would mark more than this fraction of a folder's files missing "
-        "marks nothing and reports it, unless forced (protects against half-unmounted drives).",
-        _positive_float,
-    ),
     Setting("log_level", "INFO", "GALLERYSYNC_LOG_LEVEL", "Logging level.", _log_level),
 )
 
@@ -151,7 +143,6 @@ class Settings:
     scan_batch_size: int
     job_workers: int
     job_max_attempts: int
-    sweep_max_fraction: float
     log_level: str
 
     @property

@@ -169,6 +169,7 @@ class ScanCounts:
     unchanged: int = 0
     errors: int = 0
     deferred: int = 0  # files still being written; picked up once stable
+    hashed: int = 0  # files read and hashed (a rescan of an unchanged tree hashes none)
     error_paths: list[str] = field(default_factory=list)
     deferred_paths: list[str] = field(default_factory=list)
 
@@ -181,4 +182,5 @@ class ScanCounts:
             "unchanged": self.unchanged,
             "errors": self.errors,
             "deferred": self.deferred,
+            "hashed": self.hashed,
         }

@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,15 @@ def check_bind_host(host: str) -> None:
         )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal capture: `serve` handles SIGINT/SIGTERM itself, shuts every
+    task down and exits 0 (uvicorn would re-raise the signal and skip our clean-up)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @dataclass
 class _ServeState:
     scans_running: int = 0
@@ -150,7 +160,10 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
 
     async def scan_in_background(source: Source) -> None:
         state.scans_running += 1

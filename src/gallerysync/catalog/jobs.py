@@ -7,7 +7,9 @@ SQLite the `BEGIN IMMEDIATE` write lock already makes the claim exclusive.
 from __future__ import annotations
 
 import json
+import os
 import random
+import socket
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -173,15 +175,45 @@ def fail_job(catalog: Catalog, job: Job, error: str, *, retryable: bool) -> JobS
 
 
 def recover_stale_jobs(catalog: Catalog, older_than_ms: int = STALE_AFTER_MS) -> int:
-    """Put back jobs whose worker died while running them (a killed process)."""
+    """Put back jobs whose worker died while running them (a killed process).
+
+    A job claimed by a process of this host that no longer exists is recovered at once; any
+    other running job only once its claim is older than `older_than_ms`.
+    """
     t = schema.jobs
+    host = socket.gethostname()
     with catalog.write() as tx:
-        result = tx.conn.execute(
-            update(t)
-            .where(t.c.status == JobStatus.RUNNING.value, t.c.locked_at < now_ms() - older_than_ms)
-            .values(status=JobStatus.PENDING.value, locked_by=None, locked_at=None)
-        )
-        return int(result.rowcount)
+        rows = tx.conn.execute(
+            select(t.c.id, t.c.locked_by, t.c.locked_at).where(
+                t.c.status == JobStatus.RUNNING.value
+            )
+        ).all()
+        dead = [
+            r.id
+            for r in rows
+            if _claimed_by_dead_local_process(r.locked_by, host)
+            or (r.locked_at or 0) < now_ms() - older_than_ms
+        ]
+        for job_id in dead:
+            tx.conn.execute(
+                update(t)
+                .where(t.c.id == job_id)
+                .values(status=JobStatus.PENDING.value, locked_by=None, locked_at=None)
+            )
+        return len(dead)
+
+
+def _claimed_by_dead_local_process(locked_by: str | None, host: str) -> bool:
+    parts = (locked_by or "").split(":")
+    if len(parts) < 2 or parts[0] != host or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def release_worker_jobs(catalog: Catalog, worker: str) -> int:

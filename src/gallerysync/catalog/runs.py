@@ -29,8 +29,16 @@ def _run(row: RowMapping) -> SyncRun:
 
 
 def start_run(catalog: Catalog, source_id: str, mode: str) -> str:
+    """Record a new run; runs of this source still marked running were interrupted (the caller
+    holds the source's scan lock, so no other run of it can be alive)."""
     run_id = new_id()
+    t = schema.sync_runs
     with catalog.write() as tx:
+        tx.conn.execute(
+            update(t)
+            .where(t.c.source_id == source_id, t.c.status == "running")
+            .values(status="interrupted", finished_at=now_ms())
+        )
         tx.conn.execute(
             insert(schema.sync_runs).values(
                 id=run_id,

@@ -290,6 +290,7 @@ class FolderScan:
                         future.cancel()
                     return False
                 outcome = pending.popleft().result()
+                counts.hashed += 1
                 refill()
                 batch.append(outcome)
                 done += 1
@@ -351,6 +352,7 @@ def apply_paths(
             del listed[rel]
             counts.deferred_paths.append(rel)
     outcomes = [examine(root, item) for item in listed.values()]
+    counts.hashed += len(outcomes)
     with catalog.write() as tx:
         register_outcomes(tx, source, outcomes, vanished, counts, max_attempts=max_attempts)
         sweep_vanished(tx, source, vanished, counts)
@@ -402,6 +404,7 @@ def find_asset_file(catalog: Catalog, asset_id: str) -> Path | None:
         sources = {s.id: s for s in list_sources(conn, KIND)}
         if asset.hash is None:
             return None
+        stale: list[tuple[Source, str]] = []
         for origin in asset.origins:
             src = sources.get(origin.source_id)
             if src is None or origin.status != OriginStatus.PRESENT:
@@ -409,9 +412,12 @@ def find_asset_file(catalog: Catalog, asset_id: str) -> Path | None:
             path = Path(src.options["root"]) / origin.remote_id
             if path.is_file():
                 return path
+            stale.append((src, origin.remote_id))
         by_hash = find_by_hash(conn, asset.hash)
         names = {Path(o.remote_id).name for o in asset.origins}
         by_name = [hit for name in names for hit in find_by_name(conn, name)]
+    for src, rel in stale:  # the catalog believed these files were there: they are not
+        apply_paths(catalog, src, [rel])
     candidates = [(sd, rel) for sd, rel in by_hash] + [(sd, rel) for sd, rel, _ in by_name]
     for sd, rel in candidates:
         src = sources.get(sd)

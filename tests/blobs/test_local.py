@@ -1,0 +1,95 @@
+"""The local blob store: atomic, verified writes; temp clean-up that spares live writers; gc."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gallerysync.blobs.hashing import content_name, hash_bytes, is_hash
+from gallerysync.blobs.local import LocalBlobStore
+from gallerysync.catalog import Catalog
+from gallerysync.errors import BlobIntegrityError, InvalidInputError
+from gallerysync.maintenance import collect_garbage
+from gallerysync.sync.folder import FolderScan, add_folder
+from gallerysync.sync.thumbnails import make_asset_thumbnail
+from tests.helpers import image_bytes, write_image
+
+
+def test_put_stream_is_content_addressed_and_idempotent(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    data = os.urandom(3 << 20)
+    chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+    stored = store.put_stream(chunks, expected_hash=hash_bytes(data), expected_size=len(data))
+    assert (stored.hash, stored.size) == (hash_bytes(data), len(data))
+    assert store.put_bytes(data) == stored
+    assert list(store.iter_hashes()) == [stored.hash]
+    with store.open(stored.hash) as handle:
+        assert handle.read() == data
+    assert store.verify(stored.hash)
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_bad_hash_or_size_stores_nothing(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    with pytest.raises(BlobIntegrityError, match="announced"):
+        store.put_stream([b"abc"], expected_hash=hash_bytes(b"abd"))
+    with pytest.raises(BlobIntegrityError):
+        store.put_stream([b"abc", b"def"], expected_size=4)
+    with pytest.raises(BlobIntegrityError):
+        store.put_stream([b"ab"], expected_size=4)
+
+    def broken() -> Iterator[bytes]:
+        yield b"partial"
+        raise ConnectionResetError("peer went away")
+
+    with pytest.raises(ConnectionResetError):
+        store.put_stream(broken())
+    assert list(store.iter_hashes()) == []
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_clean_temp_removes_dead_writers_only(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    (store.tmp / "put-dead").write_bytes(b"left by a killed process")
+    live = store.tmp / "put-live"
+    fd = os.open(live, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert store.clean_temp() == 1
+        assert live.exists() and not (store.tmp / "put-dead").exists()
+    finally:
+        os.close(fd)
+
+
+def test_paths_are_never_built_from_untrusted_text(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    for bad in ("../../etc/passwd", "a" * 63, "A" * 64, "/" + "a" * 63):
+        with pytest.raises(InvalidInputError):
+            store.open(bad)
+    assert not is_hash("g" * 64)
+    assert content_name("ab" * 32, ".JPG") == "ab" * 16 + ".jpg"
+
+
+def test_gc_removes_only_unreferenced_blobs(sqlite_catalog: Catalog, tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    root = tmp_path / "sd"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(image_bytes(1, "JPEG", (600, 400)))
+    write_image(root / "b.png", 2)
+    source = add_folder(sqlite_catalog, root)
+    FolderScan(sqlite_catalog, source).run()
+    from gallerysync.catalog.assets import list_assets
+
+    with sqlite_catalog.read() as conn:
+        assets = list_assets(conn)
+    thumbs = {make_asset_thumbnail(sqlite_catalog, store, a.id) for a in assets}
+    orphan = store.put_bytes(b"nobody references me")
+    dry = collect_garbage(sqlite_catalog, store, dry_run=True)
+    assert dry.removed == [orphan.hash] and store.exists(orphan.hash)
+    done = collect_garbage(sqlite_catalog, store, dry_run=False)
+    assert done.removed == [orphan.hash]
+    assert set(store.iter_hashes()) == thumbs
