@@ -15,14 +15,28 @@ SRC = ROOT / "src" / "gallerysync"
 
 # package (path prefix under src/gallerysync) → packages it must never import
 FORBIDDEN = {
-    "sources": ("gallerysync.catalog", "gallerysync.sync", "gallerysync.runtime",
-                "gallerysync.cli", "gallerysync.watch.watcher"),
-    "watch": ("gallerysync.catalog", "gallerysync.sync", "gallerysync.runtime",
-              "gallerysync.cli"),
-    "catalog": ("gallerysync.sync", "gallerysync.sources", "gallerysync.runtime",
-                "gallerysync.cli", "gallerysync.blobs"),
-    "blobs": ("gallerysync.sync", "gallerysync.sources", "gallerysync.catalog",
-              "gallerysync.runtime", "gallerysync.cli"),
+    "sources": (
+        "gallerysync.catalog",
+        "gallerysync.sync",
+        "gallerysync.runtime",
+        "gallerysync.cli",
+        "gallerysync.watch.watcher",
+    ),
+    "watch": ("gallerysync.catalog", "gallerysync.sync", "gallerysync.runtime", "gallerysync.cli"),
+    "catalog": (
+        "gallerysync.sync",
+        "gallerysync.sources",
+        "gallerysync.runtime",
+        "gallerysync.cli",
+        "gallerysync.blobs",
+    ),
+    "blobs": (
+        "gallerysync.sync",
+        "gallerysync.sources",
+        "gallerysync.catalog",
+        "gallerysync.runtime",
+        "gallerysync.cli",
+    ),
     "sync": ("gallerysync.runtime", "gallerysync.cli"),
 }
 
@@ -55,8 +69,9 @@ def _tool(name: str) -> str:
 
 
 def test_ruff_is_clean() -> None:
-    result = subprocess.run([_tool("ruff"), "check", "src", "tests", "bench"], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [_tool("ruff"), "check", "src", "tests", "bench"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -71,6 +86,13 @@ def test_readme_and_docs_cover_the_cli() -> None:
     assert ".venv/bin/gallerysync serve" in readme
     ci = (ROOT / ".ci" / "run").read_text()
     assert ".venv/bin/python -m pytest" in ci and "GALLERYSYNC_REQUIRE_SERVICES=1" in ci
-    for command in ("source add folder", "sync", "assets list", "assets show", "inspect",
-                    "gc", "serve"):
+    for command in (
+        "source add folder",
+        "sync",
+        "assets list",
+        "assets show",
+        "inspect",
+        "gc",
+        "serve",
+    ):
         assert f"gallerysync {command}" in readme, command

@@ -331,3 +331,33 @@ def test_on_demand_discovery_answers_none_when_truly_gone(
     (root / "pic.jpg").unlink()
     write_image(root / "sub" / "pic.jpg", 99)  # same name, other bytes: not it
     assert find_asset_file(sqlite_catalog, asset_id) is None
+
+
+def test_heic_avif_and_videos_are_registered(sqlite_catalog: Catalog, tmp_path: Path) -> None:
+    import io
+
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    root = tmp_path / "sd"
+    root.mkdir()
+    for fmt, name in (("HEIF", "phone.heic"), ("AVIF", "web.avif")):
+        out = io.BytesIO()
+        Image.new("RGB", (40, 30), (1, 2, 3)).save(out, fmt)
+        (root / name).write_bytes(out.getvalue())
+    mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + os.urandom(64)
+    (root / "clip.mp4").write_bytes(mp4)
+    (root / "fake.mov").write_bytes(b"this is not a movie")
+    source = add_folder(sqlite_catalog, root)
+    report = scan(sqlite_catalog, source)
+    assert (report.counts.added, report.counts.error_paths) == (3, ["fake.mov"])
+    with sqlite_catalog.read() as conn:
+        found = {
+            a.origins[0].remote_id: (a.kind, a.format, a.width, a.height) for a in list_assets(conn)
+        }
+    assert found == {
+        "phone.heic": ("image", "HEIF", 40, 30),
+        "web.avif": ("image", "AVIF", 40, 30),
+        "clip.mp4": ("video", "MP4", None, None),
+    }
