@@ -24,7 +24,9 @@ __all__ = [
     "count_assets",
     "get_asset",
     "insert_asset",
+    "insert_assets",
     "insert_origin",
+    "insert_origins",
     "list_assets",
     "mark_origins_missing",
     "origins_by_remote_ids",
@@ -115,32 +117,62 @@ def origins_of_assets(conn: Connection, asset_ids: Sequence[str]) -> dict[str, l
     return found
 
 
-def insert_asset(tx: WriteTx, values: dict[str, Any]) -> None:
-    """Insert one asset row (values include id, owner_id, hash and media fields)."""
+def insert_assets(tx: WriteTx, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert asset rows in one `executemany` (each needs id, owner_id, hash, media fields)."""
+    if not rows:
+        return
     now = now_ms()
-    row = {
-        "status": AssetStatus.PRESENT.value,
-        "version": 1,
-        "created_at": now,
-        "updated_at": now,
-        **values,
-    }
-    tx.conn.execute(insert(schema.assets).values(**row))
-    tx.record(row["owner_id"], "asset", row["id"], "upsert", 1)
+    full = [
+        {
+            "status": AssetStatus.PRESENT.value,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            "format": None,
+            "mime": None,
+            "width": None,
+            "height": None,
+            "size": None,
+            "thumb_hash": None,
+            **row,
+        }
+        for row in rows
+    ]
+    tx.conn.execute(insert(schema.assets), full)
+    for row in full:
+        tx.record(row["owner_id"], "asset", row["id"], "upsert", 1)
+
+
+def insert_asset(tx: WriteTx, values: dict[str, Any]) -> None:
+    insert_assets(tx, [values])
+
+
+def insert_origins(tx: WriteTx, scope: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert origin rows in one `executemany` (each needs id, source_id, remote_id, asset_id)."""
+    if not rows:
+        return
+    now = now_ms()
+    full = [
+        {
+            "status": OriginStatus.PRESENT.value,
+            "version": 1,
+            "first_seen_at": now,
+            "last_seen_at": now,
+            "meta": "{}",
+            "path": None,
+            "size": None,
+            "mtime_ns": None,
+            **row,
+        }
+        for row in rows
+    ]
+    tx.conn.execute(insert(schema.origins), full)
+    for row in full:
+        tx.record(scope, "origin", row["id"], "upsert", 1)
 
 
 def insert_origin(tx: WriteTx, scope: str, values: dict[str, Any]) -> None:
-    now = now_ms()
-    row = {
-        "status": OriginStatus.PRESENT.value,
-        "version": 1,
-        "first_seen_at": now,
-        "last_seen_at": now,
-        "meta": "{}",
-        **values,
-    }
-    tx.conn.execute(insert(schema.origins).values(**row))
-    tx.record(scope, "origin", row["id"], "upsert", 1)
+    insert_origins(tx, scope, [values])
 
 
 def repoint_origin(tx: WriteTx, scope: str, origin: Origin, values: dict[str, Any]) -> None:

@@ -113,6 +113,10 @@ class Catalog:
 
     def _bootstrap(self) -> None:
         with self.write() as tx:
+            # Serialise concurrent first starts (PostgreSQL; SQLite's write lock already does).
+            tx.conn.execute(
+                select(schema.feed_head.c.seq).where(schema.feed_head.c.id == 1).with_for_update()
+            )
             instance_id = tx.conn.execute(
                 select(schema.instance.c.value).where(schema.instance.c.key == "instance_id")
             ).scalar_one_or_none()
@@ -146,7 +150,7 @@ class Catalog:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read transaction (a consistent snapshot on both databases)."""
+        """A read-only transaction (SQLite: a snapshot; PostgreSQL: read committed)."""
         with self.engine.connect() as conn, conn.begin():
             yield conn
 

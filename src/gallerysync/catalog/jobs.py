@@ -10,10 +10,12 @@ import json
 import os
 import random
 import socket
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
 from gallerysync.catalog import schema
 from gallerysync.catalog.db import Catalog, WriteTx
@@ -23,16 +25,18 @@ __all__ = [
     "claim_job",
     "complete_job",
     "enqueue",
+    "enqueue_many",
     "fail_job",
     "job_counts",
     "list_jobs",
     "recover_stale_jobs",
+    "release_worker_jobs",
 ]
 
 STALE_AFTER_MS = 10 * 60 * 1000
 
 
-def _job(row: RowMapping) -> Job:
+def _job(row: Mapping[str, Any]) -> Job:
     return Job(
         id=row["id"],
         kind=row["kind"],
@@ -84,21 +88,73 @@ def enqueue(
                 )
             )
             return True
-    tx.conn.execute(
-        insert(t).values(
-            id=new_id(),
-            kind=kind,
-            dedupe_key=dedupe_key,
-            payload=json.dumps(payload),
-            status=JobStatus.PENDING.value,
-            attempts=0,
-            max_attempts=max_attempts,
-            next_attempt_at=now,
-            created_at=now,
-            updated_at=now,
-        )
+    values = _new_job_row(kind, payload, dedupe_key, max_attempts, now)
+    return _insert_ignoring_duplicates(tx, [values]) == 1
+
+
+def _new_job_row(
+    kind: str, payload: dict[str, Any], dedupe_key: str | None, max_attempts: int, now: int
+) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "kind": kind,
+        "dedupe_key": dedupe_key,
+        "payload": json.dumps(payload),
+        "status": JobStatus.PENDING.value,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _insert_ignoring_duplicates(tx: WriteTx, rows: list[dict[str, Any]]) -> int:
+    """Insert job rows; a dedupe key another transaction inserted meanwhile is skipped, not an
+    error (two processes may ask for the same thumbnail at once)."""
+    dialect_insert = postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
+    stmt = (
+        dialect_insert(schema.jobs)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(schema.jobs.c.id)
     )
-    return True
+    return sum(1 for row in rows if tx.conn.execute(stmt, row).first() is not None)
+
+
+def enqueue_many(
+    tx: WriteTx, kind: str, items: list[tuple[dict[str, Any], str]], *, max_attempts: int = 5
+) -> int:
+    """Enqueue `(payload, dedupe_key)` pairs set-wise; keys already queued are re-armed or
+    skipped exactly as `enqueue` does. Returns how many jobs were added or re-armed."""
+    if not items:
+        return 0
+    t = schema.jobs
+    items = [(payload, key) for key, payload in {k: p for p, k in items}.items()]
+    keys = [key for _payload, key in items]
+    existing: set[str] = set()
+    for start in range(0, len(keys), 500):
+        existing.update(
+            r[0]
+            for r in tx.conn.execute(
+                select(t.c.dedupe_key).where(t.c.dedupe_key.in_(keys[start : start + 500]))
+            )
+        )
+    now = now_ms()
+    fresh = [
+        _new_job_row(kind, payload, key, max_attempts, now)
+        for payload, key in items
+        if key not in existing
+    ]
+    if fresh:
+        dialect_insert = postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
+        tx.conn.execute(
+            dialect_insert(t).on_conflict_do_nothing(index_elements=["dedupe_key"]), fresh
+        )
+    added = len(fresh)
+    for payload, key in items:
+        if key in existing:
+            added += enqueue(tx, kind, payload, dedupe_key=key, max_attempts=max_attempts)
+    return added
 
 
 def claim_job(catalog: Catalog, worker: str, kinds: tuple[str, ...]) -> Job | None:
@@ -113,7 +169,7 @@ def claim_job(catalog: Catalog, worker: str, kinds: tuple[str, ...]) -> Job | No
                 t.c.next_attempt_at <= now,
                 t.c.kind.in_(kinds),
             )
-            .order_by(t.c.next_attempt_at, t.c.created_at)
+            .order_by(t.c.next_attempt_at, t.c.created_at, t.c.id)
             .limit(1)
         )
         if tx.dialect == "postgresql":
@@ -132,7 +188,7 @@ def claim_job(catalog: Catalog, worker: str, kinds: tuple[str, ...]) -> Job | No
                 updated_at=now,
             )
         )
-        return _job({**row, "attempts": row["attempts"] + 1})  # type: ignore[arg-type]
+        return _job({**row, "attempts": row["attempts"] + 1, "status": JobStatus.RUNNING.value})
 
 
 def complete_job(catalog: Catalog, job: Job) -> None:
@@ -192,13 +248,18 @@ def recover_stale_jobs(catalog: Catalog, older_than_ms: int = STALE_AFTER_MS) ->
             r.id
             for r in rows
             if _claimed_by_dead_local_process(r.locked_by, host)
-            or (r.locked_at or 0) < now_ms() - older_than_ms
+            or (r.locked_at or 0) <= now_ms() - older_than_ms
         ]
         for job_id in dead:
             tx.conn.execute(
                 update(t)
                 .where(t.c.id == job_id)
-                .values(status=JobStatus.PENDING.value, locked_by=None, locked_at=None)
+                .values(
+                    status=JobStatus.PENDING.value,
+                    locked_by=None,
+                    locked_at=None,
+                    updated_at=now_ms(),
+                )
             )
         return len(dead)
 
@@ -241,4 +302,4 @@ def list_jobs(conn: Connection, status: str | None = None, limit: int = 100) -> 
     query = select(t).order_by(t.c.created_at.desc()).limit(limit)
     if status:
         query = query.where(t.c.status == status)
-    return [_job(r) for r in conn.execute(query).mappings()]
+    return [_job(dict(r)) for r in conn.execute(query).mappings()]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,6 +25,8 @@ __all__ = [
     "find_by_hash",
     "find_by_name",
     "load_cache",
+    "load_known_stats",
+    "stat_signature",
     "upsert_entries",
 ]
 
@@ -39,17 +42,42 @@ class CacheEntry:
 
 
 def load_cache(conn: Connection, sd_id: str) -> dict[str, tuple[int, int, int, str | None, bool]]:
-    """All rows of one SD as `rel_path → (size, mtime_ns, inode, hash, has_error)`.
-
-    Plain tuples, not dataclasses: a 100,000-file tree must load fast and stay small.
-    """
-    t = schema.scan_cache
-    result = conn.execute(
-        select(t.c.rel_path, t.c.size, t.c.mtime_ns, t.c.inode, t.c.hash, t.c.error).where(
-            t.c.sd_id == sd_id
-        )
+    """All rows of one SD as `rel_path → (size, mtime_ns, inode, hash, has_error)`."""
+    rows = _raw_rows(
+        conn,
+        "SELECT rel_path, size, mtime_ns, inode, hash, error IS NOT NULL FROM scan_cache "
+        "WHERE sd_id = {p}",
+        sd_id,
     )
-    return {row[0]: (row[1], row[2], row[3], row[4], row[5] is not None) for row in result}
+    return {row[0]: (row[1], row[2], row[3], row[4], bool(row[5])) for row in rows}
+
+
+def stat_signature(size: int, mtime_ns: int, inode: int) -> int:
+    """One integer for a file's stat. Python hashes tuples of ints the same way in every
+    process (no hash randomisation for ints), so it can be stored and compared later; should a
+    future Python hash differently, every file is simply re-hashed once."""
+    return hash((size, mtime_ns, inode))
+
+
+def load_known_stats(conn: Connection, sd_id: str) -> dict[str, int | None]:
+    """`rel_path → stat signature` for a walk to compare against (None: retry this file).
+
+    Read through the driver's own cursor into `dict()`: on a rescan of 100,000 files this is
+    most of the database time, and row objects would triple it.
+    """
+    return dict(
+        _raw_rows(conn, "SELECT rel_path, stat_sig FROM scan_cache WHERE sd_id = {p}", sd_id)
+    )
+
+
+def _raw_rows(conn: Connection, sql: str, sd_id: str) -> list[Any]:
+    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql.format(p=marker), (sd_id,))
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def upsert_entries(tx: WriteTx, sd_id: str, entries: Sequence[CacheEntry]) -> None:
@@ -67,6 +95,9 @@ def upsert_entries(tx: WriteTx, sd_id: str, entries: Sequence[CacheEntry]) -> No
             "hash": e.hash,
             "error": e.error,
             "seen_at": now,
+            "stat_sig": stat_signature(e.size, e.mtime_ns, e.inode)
+            if e.hash is not None and e.error is None
+            else None,
         }
         for e in entries
     ]
@@ -75,7 +106,8 @@ def upsert_entries(tx: WriteTx, sd_id: str, entries: Sequence[CacheEntry]) -> No
     stmt = stmt.on_conflict_do_update(
         index_elements=[t.c.sd_id, t.c.rel_path],
         set_={
-            c: stmt.excluded[c] for c in ("size", "mtime_ns", "inode", "hash", "error", "seen_at")
+            c: stmt.excluded[c]
+            for c in ("size", "mtime_ns", "inode", "stat_sig", "hash", "error", "seen_at")
         },
     )
     tx.conn.execute(stmt, rows)

@@ -207,6 +207,9 @@ scan_cache = Table(
     Column("size", BigInteger, nullable=False),
     Column("mtime_ns", BigInteger, nullable=False),
     Column("inode", BigInteger, nullable=False),
+    # hash((size, mtime_ns, inode)) of a file that hashed cleanly, NULL after an error: a
+    # rescan loads (rel_path, stat_sig) pairs straight into a dict and compares one integer.
+    Column("stat_sig", BigInteger),
     Column("hash", String(64)),
     Column("error", Text),
     Column("seen_at", BigInteger, nullable=False),

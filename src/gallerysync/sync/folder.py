@@ -25,7 +25,12 @@ from sqlalchemy import func, select
 from gallerysync.catalog import Catalog, schema
 from gallerysync.catalog.assets import get_asset
 from gallerysync.catalog.runs import finish_run, start_run
-from gallerysync.catalog.scan_cache import find_by_hash, find_by_name, load_cache
+from gallerysync.catalog.scan_cache import (
+    find_by_hash,
+    find_by_name,
+    load_cache,
+    load_known_stats,
+)
 from gallerysync.catalog.sources import (
     create_source,
     get_source,
@@ -87,8 +92,9 @@ def add_folder(catalog: Catalog, path: str | Path, name: str | None = None) -> S
     if not root.is_dir():
         raise InvalidInputError(f"{root} is not a directory")
     with catalog.read() as conn:
-        known = {s.id for s in list_sources(conn)}
-        taken = {s.name for s in list_sources(conn)}
+        existing = list_sources(conn)
+    known = {s.id for s in existing}
+    taken = {s.name for s in existing}
     identity = resolve_sd_id(root, known, create=True)
     assert identity.sd_id is not None
     base = name or root.name or "folder"
@@ -192,7 +198,33 @@ class FolderScan:
         return reason
 
     def walk(self) -> WalkResult:
-        return walk(self.root)
+        """Walk the root against the scan cache: new/changed files, unchanged count, vanished.
+
+        Origins the catalog holds as present count as known too (should the cache ever lack
+        them), so a file that vanished is always noticed. Paths under a directory that could
+        not be read are never taken as vanished.
+        """
+        sid = self.source.id
+        origins = schema.origins
+        with self.catalog.read() as conn:
+            known = load_known_stats(conn, sid)
+            present = conn.execute(
+                select(func.count()).where(
+                    origins.c.source_id == sid, origins.c.status == OriginStatus.PRESENT
+                )
+            ).scalar_one()
+            if present > sum(1 for v in known.values() if v is not None):
+                for (rel,) in conn.execute(
+                    select(origins.c.remote_id).where(
+                        origins.c.source_id == sid, origins.c.status == OriginStatus.PRESENT
+                    )
+                ):
+                    known.setdefault(rel, None)
+        walked = walk(self.root, known)
+        for rel, _error in walked.dir_errors:
+            prefix = "" if rel == "." else rel + "/"
+            walked.vanished = {v for v in walked.vanished if not v.startswith(prefix)}
+        return walked
 
     def run(self, walked: WalkResult | None = None, *, mode: str = "full") -> ScanReport:
         started = time.monotonic()
@@ -218,49 +250,13 @@ class FolderScan:
             raise
 
     def _apply_walk(self, walked: WalkResult, counts: ScanCounts) -> str:
-        sid = self.source.id
-        with self.catalog.read() as conn:
-            cache = load_cache(conn, sid)
-            known = set(cache)
-            present_origins = conn.execute(
-                select(func.count()).where(
-                    schema.origins.c.source_id == sid,
-                    schema.origins.c.status == OriginStatus.PRESENT,
-                )
-            ).scalar_one()
-            hashed = sum(1 for row in cache.values() if row[3] is not None)
-            if present_origins != hashed:  # cache and origins disagree: trust origins too
-                known.update(
-                    r[0]
-                    for r in conn.execute(
-                        select(schema.origins.c.remote_id).where(
-                            schema.origins.c.source_id == sid,
-                            schema.origins.c.status == OriginStatus.PRESENT,
-                        )
-                    )
-                )
-        to_examine: list[Listed] = []
-        for listed in walked.files:
-            row = cache.get(listed.rel_path)
-            if (
-                row is not None
-                and row[0] == listed.size
-                and row[1] == listed.mtime_ns
-                and row[2] == listed.inode
-                and row[3] is not None
-                and not row[4]
-            ):
-                counts.unchanged += 1
-            else:
-                to_examine.append(listed)
-            known.discard(listed.rel_path)
-        del cache
-        vanished = known  # what the catalog knew and the walk did not find
-        if not self._examine_and_register(to_examine, vanished, counts):
+        counts.unchanged += walked.unchanged
+        vanished = set(walked.vanished)
+        if not self._examine_and_register(walked.files, vanished, counts):
             return "cancelled"
         with self.catalog.write() as tx:
             sweep_vanished(tx, self.source, vanished, counts)
-            mark_scanned(tx, sid)
+            mark_scanned(tx, self.source.id)
         return "ok"
 
     def _examine_and_register(

@@ -22,9 +22,14 @@ def folder_watcher(
     settle_seconds: float,
     max_attempts: int = 5,
     offline_poll_seconds: float = 5.0,
+    rescan: Callable[[], object] | None = None,
     on_applied: Callable[[Source, ScanCounts], None] | None = None,
 ) -> SettleWatcher:
-    """A watcher whose settled batches are applied to `source` in the catalog."""
+    """A watcher whose settled batches are applied to `source` in the catalog.
+
+    `rescan` runs a full scan when the root comes back after being offline (the runtime passes
+    one that holds the source's scan lock).
+    """
 
     async def on_ready(paths: list[str], busy: set[str]) -> list[str]:
         counts = await asyncio.to_thread(
@@ -44,7 +49,9 @@ def folder_watcher(
         await asyncio.to_thread(FolderScan(catalog, source).check_online)
 
     async def on_root_back() -> None:
-        await asyncio.to_thread(FolderScan(catalog, source, max_attempts=max_attempts).run)
+        await asyncio.to_thread(
+            rescan or FolderScan(catalog, source, max_attempts=max_attempts).run
+        )
 
     return SettleWatcher(
         Path(source.options["root"]),

@@ -18,19 +18,20 @@ asset as missing in between.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from gallerysync.catalog import WriteTx
 from gallerysync.catalog.assets import (
     assets_by_hashes,
-    insert_asset,
-    insert_origin,
+    insert_assets,
+    insert_origins,
     mark_origins_missing,
     origins_by_remote_ids,
     origins_of_assets,
     refresh_asset_status,
     repoint_origin,
 )
-from gallerysync.catalog.jobs import enqueue
+from gallerysync.catalog.jobs import enqueue_many
 from gallerysync.catalog.scan_cache import CacheEntry, delete_entries, upsert_entries
 from gallerysync.domain import (
     Asset,
@@ -77,7 +78,9 @@ def register_outcomes(
     touched: set[str] = set()
     cache_rows: list[CacheEntry] = []
     moved_away: list[str] = []
-    new_assets: list[str] = []
+    new_assets: list[dict[str, Any]] = []
+    new_origins: list[dict[str, Any]] = []
+    repoints: list[tuple[Origin, dict[str, Any]]] = []
 
     for item in examined:
         listed = item.listed
@@ -97,12 +100,12 @@ def register_outcomes(
             continue
         created = asset is None
         if asset is None:
-            asset = _create_asset(tx, owner, item)
+            row, asset = _new_asset(owner, item)
+            new_assets.append(row)
             by_hash[item.hash] = asset
-            new_assets.append(asset.id)
         file_values = {"path": rel, "size": listed.size, "mtime_ns": listed.mtime_ns}
         if origin is not None:
-            repoint_origin(tx, owner, origin, {"asset_id": asset.id, **file_values})
+            repoints.append((origin, {"asset_id": asset.id, **file_values}))
             touched.update((origin.asset_id, asset.id))
             if origin.status == OriginStatus.PRESENT:
                 counts.updated += 1
@@ -112,36 +115,38 @@ def register_outcomes(
             continue
         moved_from = None if created else _vanished_origin(candidates, asset.id, sid, vanished)
         if moved_from is not None:
-            repoint_origin(tx, owner, moved_from, {"remote_id": rel, **file_values})
+            repoints.append((moved_from, {"remote_id": rel, **file_values}))
             vanished.discard(moved_from.remote_id)
             moved_away.append(moved_from.remote_id)
             candidates[asset.id] = [o for o in candidates[asset.id] if o.id != moved_from.id]
             counts.moved += 1
             continue
         origin_id = new_id()
-        insert_origin(
-            tx,
-            owner,
+        new_origins.append(
             {
                 "id": origin_id,
                 "source_id": sid,
                 "remote_id": rel,
                 "asset_id": asset.id,
                 **file_values,
-            },
+            }
         )
-        origins[rel] = Origin(
-            id=origin_id,
-            source_id=sid,
-            remote_id=rel,
-            asset_id=asset.id,
-            status=OriginStatus.PRESENT,
-            path=rel,
-            size=listed.size,
-            mtime_ns=listed.mtime_ns,
-            version=1,
-            first_seen_at=now_ms(),
-            last_seen_at=now_ms(),
+        origins[rel] = _replace_origin(
+            Origin(
+                id=origin_id,
+                source_id=sid,
+                remote_id=rel,
+                asset_id=asset.id,
+                status=OriginStatus.PRESENT,
+                path=rel,
+                size=listed.size,
+                mtime_ns=listed.mtime_ns,
+                version=0,
+                first_seen_at=now_ms(),
+                last_seen_at=now_ms(),
+            ),
+            asset.id,
+            rel,
         )
         touched.add(asset.id)
         if not created and asset.status == AssetStatus.MISSING:
@@ -149,6 +154,7 @@ def register_outcomes(
         else:
             counts.added += 1
 
+    failed_origins: list[Origin] = []
     for failed in errors:
         listed = failed.listed
         cache_rows.append(
@@ -160,19 +166,27 @@ def register_outcomes(
         counts.error_paths.append(listed.rel_path)
         origin = origins.get(listed.rel_path)
         if origin is not None:
-            touched |= mark_origins_missing(tx, owner, [origin])
+            failed_origins.append(origin)
 
+    # Writes, parents first: assets, then origins that point at them.
+    insert_assets(tx, new_assets)
+    insert_origins(tx, owner, new_origins)
+    for origin, values in repoints:
+        repoint_origin(tx, owner, origin, values)
+    touched |= mark_origins_missing(tx, owner, failed_origins)
     upsert_entries(tx, sid, cache_rows)
     delete_entries(tx, sid, moved_away)
     refresh_asset_status(tx, touched)
-    for asset_id in new_assets:
-        enqueue(
-            tx,
-            "thumbnail",
-            {"asset_id": asset_id},
-            dedupe_key=thumbnail_job_key(asset_id),
-            max_attempts=max_attempts,
-        )
+    enqueue_many(
+        tx,
+        "thumbnail",
+        [
+            ({"asset_id": row["id"]}, thumbnail_job_key(row["id"]))
+            for row in new_assets
+            if row["kind"] == "image"
+        ],
+        max_attempts=max_attempts,
+    )
 
 
 def sweep_vanished(
@@ -190,10 +204,10 @@ def sweep_vanished(
     refresh_asset_status(tx, touched)
 
 
-def _create_asset(tx: WriteTx, owner: str, item: Examined) -> Asset:
+def _new_asset(owner: str, item: Examined) -> tuple[dict[str, Any], Asset]:
     media = item.media
     asset_id = new_id()
-    values = {
+    row = {
         "id": asset_id,
         "owner_id": owner,
         "hash": item.hash,
@@ -204,9 +218,8 @@ def _create_asset(tx: WriteTx, owner: str, item: Examined) -> Asset:
         "height": media.height,
         "size": item.listed.size,
     }
-    insert_asset(tx, values)
     now = now_ms()
-    return Asset(
+    asset = Asset(
         id=asset_id,
         owner_id=owner,
         hash=item.hash,
@@ -221,6 +234,7 @@ def _create_asset(tx: WriteTx, owner: str, item: Examined) -> Asset:
         created_at=now,
         updated_at=now,
     )
+    return row, asset
 
 
 def _vanished_origin(

@@ -13,11 +13,12 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from blake3 import blake3
 
-from gallerysync.sources.folder.media import MediaError, MediaInfo, media_kind_for_name, probe
-from gallerysync.watch.names import is_ignored_name
+from gallerysync.sources.folder.media import MEDIA_EXTENSIONS, MediaError, MediaInfo, probe
+from gallerysync.watch.names import IGNORED_PREFIXES, is_ignored_name
 
 __all__ = [
     "Examined",
@@ -35,11 +36,13 @@ __all__ = [
 _READ_SIZE = 1 << 20
 _TAIL_SIZE = 1 << 16
 _HEAD_SIZE = 1 << 18
-_INODE_MASK = (1 << 63) - 1
+_INODE_MASK = (1 << 63) - 1  # inodes must fit a signed BIGINT on every database
+_IGNORED_MEDIA_PREFIXES = IGNORED_PREFIXES
 
 
-@dataclass(frozen=True, slots=True)
-class Listed:
+class Listed(NamedTuple):
+    """A file as listed: a tuple, because a walk makes one per file of a 100,000-file tree."""
+
     rel_path: str
     size: int
     mtime_ns: int
@@ -48,7 +51,9 @@ class Listed:
 
 @dataclass
 class WalkResult:
-    files: list[Listed] = field(default_factory=list)
+    files: list[Listed] = field(default_factory=list)  # new or changed since `known`
+    unchanged: int = 0  # files whose (size, mtime_ns, inode) matched `known`
+    vanished: set[str] = field(default_factory=set)  # known paths the walk did not find
     ignored: int = 0  # temp/hidden names and files that are not media
     symlinks: int = 0
     dir_errors: list[tuple[str, str]] = field(default_factory=list)
@@ -104,44 +109,63 @@ def rel_path_of(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def _stable_inode(inode: int) -> int:
-    return inode & _INODE_MASK  # fits a signed BIGINT on every database
+def walk(root: Path, known: dict[str, int | None] | None = None) -> WalkResult:
+    """List every media file under `root` with `(size, mtime_ns, inode)`, in one pass.
 
+    With `known` (path → `hash((size, mtime_ns, inode))` seen last time, or None to force a
+    re-read), files whose stat still matches are only
+    counted as unchanged — no object is made for them — and the known paths the walk did not
+    meet are returned as `vanished`. `known` is consumed.
 
-def walk(root: Path) -> WalkResult:
-    """List every media file under `root` with `(size, mtime_ns, inode)`, in one pass."""
+    The hot loop tests the extension first: every temporary/partial suffix in the ignore rules
+    (`.tmp`, `.part`, `.crdownload` …) is not a media extension, so a media file only needs the
+    prefix rules (hidden, `~$`) on top — the full `is_ignored_name` runs for directories only.
+    """
     result = WalkResult()
-    root_text = os.fspath(root)
-    stack: list[tuple[str, str]] = [(root_text, "")]
+    files = result.files
+    media = MEDIA_EXTENSIONS
+    remaining = known if known is not None else {}
+    unchanged = 0
+    stack: list[tuple[str, str]] = [(os.fspath(root), "")]
     while stack:
         directory, prefix = stack.pop()
         try:
             with os.scandir(directory) as entries:
                 for entry in entries:
                     name = entry.name
-                    if is_ignored_name(name):
-                        result.ignored += 1
-                        continue
                     try:
-                        if entry.is_symlink():
-                            result.symlinks += 1
-                            continue
                         if entry.is_dir(follow_symlinks=False):
-                            stack.append((entry.path, prefix + name + "/"))
+                            if is_ignored_name(name):
+                                result.ignored += 1
+                            else:
+                                stack.append((entry.path, prefix + name + "/"))
                             continue
-                        if media_kind_for_name(name) is None:
-                            result.ignored += 1
+                        dot = name.rfind(".")
+                        if (
+                            dot <= 0
+                            or name[dot + 1 :].lower() not in media
+                            or name.startswith(_IGNORED_MEDIA_PREFIXES)
+                        ):
+                            if entry.is_symlink():
+                                result.symlinks += 1
+                            else:
+                                result.ignored += 1
                             continue
                         st = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:  # vanished while listing
                         continue
                     if not stat.S_ISREG(st.st_mode):
-                        result.ignored += 1
+                        if stat.S_ISLNK(st.st_mode):
+                            result.symlinks += 1
+                        else:
+                            result.ignored += 1
                         continue
                     rel = prefix + name
-                    try:
-                        rel.encode("utf-8")
-                    except UnicodeEncodeError:
+                    inode = st.st_ino & _INODE_MASK
+                    if remaining.pop(rel, None) == hash((st.st_size, st.st_mtime_ns, inode)):
+                        unchanged += 1
+                        continue
+                    if _has_surrogates(rel):
                         result.dir_errors.append(
                             (
                                 rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
@@ -149,14 +173,25 @@ def walk(root: Path) -> WalkResult:
                             )
                         )
                         continue
-                    result.files.append(
-                        Listed(rel, st.st_size, st.st_mtime_ns, _stable_inode(st.st_ino))
-                    )
+                    files.append(Listed(rel, st.st_size, st.st_mtime_ns, inode))
         except FileNotFoundError:
             continue  # a directory removed while walking
         except OSError as exc:
             result.dir_errors.append((prefix.rstrip("/") or ".", exc.strerror or str(exc)))
+    result.unchanged = unchanged
+    result.vanished = set(remaining)
     return result
+
+
+def _has_surrogates(text: str) -> bool:
+    """Names that are not valid UTF-8 decode to lone surrogates; no database can store them."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def examine(root: Path, listed: Listed) -> Outcome:

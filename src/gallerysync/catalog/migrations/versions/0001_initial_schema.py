@@ -168,6 +168,7 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("mtime_ns", sa.BigInteger(), nullable=False),
         sa.Column("inode", sa.BigInteger(), nullable=False),
+        sa.Column("stat_sig", sa.BigInteger(), nullable=True),
         sa.Column("hash", sa.String(length=64), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("seen_at", sa.BigInteger(), nullable=False),
