@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +43,8 @@ def new_id() -> str:
     value |= ((rand >> 62) & 0xFFF) << 64
     value |= 0b10 << 62
     value |= rand & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 class AssetStatus(enum.StrEnum):

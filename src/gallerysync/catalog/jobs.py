@@ -122,15 +122,23 @@ def _insert_ignoring_duplicates(tx: WriteTx, rows: list[dict[str, Any]]) -> int:
 
 
 def enqueue_many(
-    tx: WriteTx, kind: str, items: list[tuple[dict[str, Any], str]], *, max_attempts: int = 5
+    tx: WriteTx,
+    kind: str,
+    items: list[tuple[dict[str, Any], str]],
+    *,
+    max_attempts: int = 5,
+    keys_are_new: bool = False,
 ) -> int:
     """Enqueue `(payload, dedupe_key)` pairs set-wise; keys already queued are re-armed or
-    skipped exactly as `enqueue` does. Returns how many jobs were added or re-armed."""
+    skipped exactly as `enqueue` does. Returns how many jobs were added or re-armed.
+
+    `keys_are_new`: the caller knows no job can have these keys (they name rows created in this
+    transaction), so the look-up is skipped."""
     if not items:
         return 0
     t = schema.jobs
     items = [(payload, key) for key, payload in {k: p for p, k in items}.items()]
-    keys = [key for _payload, key in items]
+    keys = [] if keys_are_new else [key for _payload, key in items]
     existing: set[str] = set()
     for start in range(0, len(keys), 500):
         existing.update(

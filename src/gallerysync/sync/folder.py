@@ -268,7 +268,7 @@ class FolderScan:
         done_bytes = 0
         batch: list[Outcome] = []
         pending: deque[Future[Outcome]] = deque()
-        ahead = self.workers * 8
+        ahead = max(self.workers * 8, self.batch_size * 2)  # hashing goes on while we register
         source_iter = iter(files)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="hash") as pool:
 

@@ -176,7 +176,7 @@ def register_outcomes(
     touched |= mark_origins_missing(tx, owner, failed_origins)
     upsert_entries(tx, sid, cache_rows)
     delete_entries(tx, sid, moved_away)
-    refresh_asset_status(tx, touched)
+    refresh_asset_status(tx, touched - {row["id"] for row in new_assets})
     enqueue_many(
         tx,
         "thumbnail",
@@ -186,6 +186,7 @@ def register_outcomes(
             if row["kind"] == "image"
         ],
         max_attempts=max_attempts,
+        keys_are_new=True,
     )
 
 
