@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,10 +35,18 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_random = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
+
+
 def new_id() -> str:
-    """A UUIDv7 (RFC 9562): time-sortable, so ids order roughly by creation and index well."""
+    """A UUIDv7 (RFC 9562): time-sortable, so ids order roughly by creation and index well.
+
+    The 74 random bits come from a PRNG seeded from the OS (re-seeded in forked children):
+    ids must be unique, not secret, and a scan makes tens of thousands of them per second.
+    """
     ms = now_ms()
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = _random.getrandbits(80)
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
     value |= ((rand >> 62) & 0xFFF) << 64

@@ -167,8 +167,7 @@ def insert_origins(tx: WriteTx, scope: str, rows: Sequence[dict[str, Any]]) -> N
         for row in rows
     ]
     tx.conn.execute(insert(schema.origins), full)
-    for row in full:
-        tx.record(scope, "origin", row["id"], "upsert", 1)
+    del scope  # origins are logged through their asset (see refresh_asset_status)
 
 
 def insert_origin(tx: WriteTx, scope: str, values: dict[str, Any]) -> None:
@@ -183,7 +182,6 @@ def repoint_origin(tx: WriteTx, scope: str, origin: Origin, values: dict[str, An
         .where(schema.origins.c.id == origin.id)
         .values(status=OriginStatus.PRESENT.value, version=version, last_seen_at=now_ms(), **values)
     )
-    tx.record(scope, "origin", origin.id, "upsert", version)
 
 
 def mark_origins_missing(tx: WriteTx, scope: str, origins: Sequence[Origin]) -> set[str]:
@@ -198,13 +196,16 @@ def mark_origins_missing(tx: WriteTx, scope: str, origins: Sequence[Origin]) -> 
         .values(status=OriginStatus.MISSING.value, version=bindparam("b_version")),
         [{"b_id": o.id, "b_version": o.version + 1} for o in todo],
     )
-    for o in todo:
-        tx.record(scope, "origin", o.id, "upsert", o.version + 1)
     return {o.asset_id for o in todo}
 
 
 def refresh_asset_status(tx: WriteTx, asset_ids: Iterable[str]) -> int:
-    """Re-derive `present`/`missing` from origins; returns how many assets became missing."""
+    """Record that these assets' origins changed: re-derive `present`/`missing`, bump the
+    version and log a change. Returns how many assets became missing.
+
+    Origins are part of an asset's state in the change log (an entry carries the asset with
+    its origins), so an origin that appears, moves or goes missing logs its asset.
+    """
     ids = sorted(set(asset_ids))
     if not ids:
         return 0
@@ -231,8 +232,6 @@ def refresh_asset_status(tx: WriteTx, asset_ids: Iterable[str]) -> int:
         )
         for row in rows:
             wanted = AssetStatus.PRESENT if row["present"] else AssetStatus.MISSING
-            if row["status"] == wanted.value:
-                continue
             version = row["version"] + 1
             tx.conn.execute(
                 update(assets)
@@ -240,7 +239,7 @@ def refresh_asset_status(tx: WriteTx, asset_ids: Iterable[str]) -> int:
                 .values(status=wanted.value, version=version, updated_at=now_ms())
             )
             tx.record(row["owner_id"], "asset", row["id"], "upsert", version)
-            went_missing += wanted == AssetStatus.MISSING
+            went_missing += row["status"] != wanted.value and wanted == AssetStatus.MISSING
     return went_missing
 
 

@@ -70,18 +70,16 @@ class WriteTx:
         first = head - count + 1
         at = now_ms()
         rows = [
-            {
-                "seq": first + i,
-                "scope": c.scope,
-                "entity_type": c.entity_type,
-                "entity_id": c.entity_id,
-                "op": c.op,
-                "version": c.version,
-                "at": at,
-            }
+            (first + i, c.scope, c.entity_type, c.entity_id, c.op, c.version, at)
             for i, c in enumerate(self._changes.values())
         ]
-        self.conn.execute(insert(schema.changes), rows)
+        # Straight to the driver: a scan logs thousands of changes per batch.
+        marker = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        self.conn.exec_driver_sql(
+            "INSERT INTO changes (seq, scope, entity_type, entity_id, op, version, at) "
+            f"VALUES ({', '.join([marker] * 7)})",
+            rows,
+        )
         self._changes.clear()
         return int(head)
 

@@ -132,19 +132,11 @@ def remove_source(tx: WriteTx, source: Source) -> int:
             select(schema.origins.c.asset_id).where(schema.origins.c.source_id == source.id)
         )
     ]
-    origin_ids = [
-        r[0]
-        for r in conn.execute(
-            select(schema.origins.c.id).where(schema.origins.c.source_id == source.id)
-        )
-    ]
     for table in (schema.scan_cache,):
         conn.execute(delete(table).where(table.c.sd_id == source.id))
     for table in (schema.origins, schema.storage_dirs, schema.sync_state, schema.sync_runs):
         conn.execute(delete(table).where(table.c.source_id == source.id))
     conn.execute(delete(schema.sources).where(schema.sources.c.id == source.id))
-    for origin_id in origin_ids:
-        tx.record(source.owner_id, "origin", origin_id, "delete", 0)
     tx.record(source.owner_id, "source", source.id, "delete", 0)
     return refresh_asset_status(tx, set(asset_ids))
 

@@ -118,6 +118,7 @@ def register_outcomes(
             repoints.append((moved_from, {"remote_id": rel, **file_values}))
             vanished.discard(moved_from.remote_id)
             moved_away.append(moved_from.remote_id)
+            touched.add(asset.id)
             candidates[asset.id] = [o for o in candidates[asset.id] if o.id != moved_from.id]
             counts.moved += 1
             continue
