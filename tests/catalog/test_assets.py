@@ -25,7 +25,7 @@ from gallerysync.catalog.assets import (
 )
 from gallerysync.domain import Asset, AssetStatus, OriginStatus, new_id, now_ms
 from gallerysync.errors import NotFoundError
-from tests.catalog.support import add_asset, add_origin, fake_hash, make_source
+from tests.catalog.support import add_asset, add_origin, all_changes, fake_hash, make_source
 
 # More than two chunks of 500, and not a multiple of the chunk size.
 MANY = 1_201
@@ -180,6 +180,8 @@ def test_missing_and_back_via_repoint(catalog: Catalog) -> None:
     asset_id = add_asset(catalog)
     origin = add_origin(catalog, source, asset_id, "a.jpg")
 
+    # Origin helpers log nothing themselves: the asset's refresh logs the asset.
+    before = catalog.head()
     with catalog.write() as tx:
         affected = mark_origins_missing(tx, source.owner_id, [origin])
         assert affected == {asset_id}
@@ -191,21 +193,40 @@ def test_missing_and_back_via_repoint(catalog: Catalog) -> None:
     (missing_origin,) = asset.origins
     assert missing_origin.status == OriginStatus.MISSING
     assert missing_origin.version == 2
+    logged = [
+        (c["entity_type"], c["entity_id"], c["op"], c["version"])
+        for c in catalog.changes_since(before)
+    ]
+    assert logged == [("asset", asset_id, "upsert", 2)]
 
-    # Marking an already-missing origin again changes nothing.
+    # Marking an already-missing origin again changes and logs nothing.
     before = catalog.head()
     with catalog.write() as tx:
         assert mark_origins_missing(tx, source.owner_id, [missing_origin]) == set()
-        assert refresh_asset_status(tx, [asset_id]) == 0
+    assert tx.head is None
     assert catalog.head() == before
 
+    # A refresh always bumps and logs the asset, even when its status stays the same.
+    with catalog.write() as tx:
+        assert refresh_asset_status(tx, [asset_id]) == 0  # already missing: not newly missing
+    with catalog.read() as conn:
+        asset = get_asset(conn, asset_id)
+    assert (asset.status, asset.version) == (AssetStatus.MISSING, 3)
+    assert asset.origins == (missing_origin,)  # the origin itself is untouched
+    logged = [
+        (c["entity_type"], c["entity_id"], c["op"], c["version"])
+        for c in catalog.changes_since(before)
+    ]
+    assert logged == [("asset", asset_id, "upsert", 3)]
+
+    before = catalog.head()
     with catalog.write() as tx:
         repoint_origin(tx, source.owner_id, missing_origin, {"path": "moved/a.jpg", "size": 11})
         assert refresh_asset_status(tx, [asset_id]) == 0  # became present, not missing
     with catalog.read() as conn:
         asset = get_asset(conn, asset_id)
     assert asset.status == AssetStatus.PRESENT
-    assert asset.version == 3
+    assert asset.version == 4
     (back,) = asset.origins
     assert (back.status, back.version, back.path, back.size) == (
         OriginStatus.PRESENT,
@@ -214,8 +235,13 @@ def test_missing_and_back_via_repoint(catalog: Catalog) -> None:
         11,
     )
     assert back.last_seen_at >= missing_origin.last_seen_at
-    logged = [(c["entity_type"], c["version"]) for c in catalog.changes_since(before)]
-    assert logged == [("origin", 3), ("asset", 3)]
+    logged = [
+        (c["entity_type"], c["entity_id"], c["op"], c["version"])
+        for c in catalog.changes_since(before)
+    ]
+    assert logged == [("asset", asset_id, "upsert", 4)]
+    assert catalog.head() == before + 1
+    assert all(c["entity_type"] != "origin" for c in all_changes(catalog))
 
 
 def test_asset_stays_present_while_any_origin_is(catalog: Catalog) -> None:

@@ -18,7 +18,7 @@ from gallerysync.catalog.assets import (
     set_thumbnail,
 )
 from gallerysync.catalog.sources import remove_source, set_source_status
-from gallerysync.domain import SourceStatus, new_id, now_ms
+from gallerysync.domain import AssetStatus, OriginStatus, SourceStatus, new_id, now_ms
 from gallerysync.errors import NotFoundError
 from tests.catalog.support import (
     add_asset,
@@ -59,21 +59,20 @@ def test_every_recorded_mutation_gets_contiguous_seqs(catalog: Catalog) -> None:
         affected = mark_origins_missing(tx, source.owner_id, [origin])
         refresh_asset_status(tx, affected)
     with catalog.write() as tx:
-        remove_source(tx, source)
+        assert remove_source(tx, source) == 0  # the asset was already missing
 
     changes = _assert_feed_contiguous(catalog)
     logged = [(c["entity_type"], c["entity_id"], c["op"], c["version"]) for c in changes]
+    # Origins are logged through their asset: no "origin" rows, not even for the insert.
     assert logged == [
         ("user", catalog.default_owner_id, "upsert", 1),
         ("source", source.id, "upsert", 1),
         ("asset", asset_id, "upsert", 1),
-        ("origin", origin.id, "upsert", 1),
         ("source", source.id, "upsert", 1),
         ("asset", asset_id, "upsert", 2),  # thumbnail
-        ("origin", origin.id, "upsert", 2),  # missing
-        ("asset", asset_id, "upsert", 3),  # missing
-        ("origin", origin.id, "delete", 0),
+        ("asset", asset_id, "upsert", 3),  # origin went missing
         ("source", source.id, "delete", 0),
+        ("asset", asset_id, "upsert", 4),  # origin deleted with its source; still missing
     ]
     assert all(c["scope"] == catalog.default_owner_id for c in changes)
     assert all(c["at"] > 0 for c in changes)
@@ -207,12 +206,31 @@ def test_collapse_through_domain_helpers(catalog: Catalog) -> None:
     asset_id = add_asset(catalog)
     origin = add_origin(catalog, source, asset_id, "a.jpg")
     before = catalog.head()
+
+    # Origin helpers alone log nothing.
     with catalog.write() as tx:
         mark_origins_missing(tx, source.owner_id, [origin])
         repoint_origin(tx, source.owner_id, origin, {"path": "b.jpg"})
+    assert tx.head is None
+    assert catalog.head() == before
+
+    # Every refresh logs the asset at its bumped version; within one tx they collapse to the last.
+    with catalog.read() as conn:
+        (origin,) = get_asset(conn, asset_id).origins
+    with catalog.write() as tx:
+        assert refresh_asset_status(tx, mark_origins_missing(tx, source.owner_id, [origin])) == 1
+        repoint_origin(tx, source.owner_id, origin, {"path": "c.jpg"})
+        assert refresh_asset_status(tx, [asset_id]) == 0  # present again
+        assert refresh_asset_status(tx, [asset_id]) == 0  # status unchanged, still logged
+    assert tx.head == before + 1 == catalog.head()
     changes = catalog.changes_since(before)
-    assert [(c["entity_type"], c["entity_id"]) for c in changes] == [("origin", origin.id)]
-    assert changes[0]["version"] == 2
+    assert [(c["entity_type"], c["entity_id"], c["op"], c["version"]) for c in changes] == [
+        ("asset", asset_id, "upsert", 4)
+    ]
+    with catalog.read() as conn:
+        asset = get_asset(conn, asset_id)
+    assert (asset.status, asset.version) == (AssetStatus.PRESENT, 4)
+    assert [(o.status, o.path) for o in asset.origins] == [(OriginStatus.PRESENT, "c.jpg")]
 
 
 def test_commit_listeners_get_the_new_head(catalog: Catalog) -> None:
