@@ -96,3 +96,14 @@ def test_readme_and_docs_cover_the_cli() -> None:
         "serve",
     ):
         assert f"gallerysync {command}" in readme, command
+
+
+def test_head_revision_constant_matches_alembic() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from gallerysync.catalog import engine
+
+    config = Config()
+    config.set_main_option("script_location", str(engine._MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == engine.HEAD_REVISION

@@ -16,12 +16,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-
 from gallerysync import __version__
 from gallerysync.blobs.local import LocalBlobStore
 from gallerysync.catalog import Catalog
@@ -105,15 +99,6 @@ def check_bind_host(host: str) -> None:
         )
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal capture: `serve` handles SIGINT/SIGTERM itself, shuts every
-    task down and exits 0 (uvicorn would re-raise the signal and skip our clean-up)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @dataclass
 class _ServeState:
     scans_running: int = 0
@@ -126,6 +111,21 @@ class _ServeState:
 
 async def serve(runtime: Runtime, host: str, port: int) -> None:
     """Run until SIGINT/SIGTERM: HTTP, start-up scans (background), watchers, job workers."""
+    # Imported here: other commands need no web server, and CLI start-up time matters.
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    class _Server(uvicorn.Server):
+        """uvicorn without its own signal capture: we handle SIGINT/SIGTERM, shut every task
+        down and exit 0 (uvicorn would re-raise the signal and skip our clean-up)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     check_bind_host(host)
     state = _ServeState()
     stop = asyncio.Event()

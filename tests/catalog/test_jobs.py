@@ -220,7 +220,7 @@ def test_recover_stale_jobs(catalog: Catalog) -> None:
         assert (row["status"], row["locked_by"], row["locked_at"]) == ("pending", None, None)
         assert row["attempts"] == 1
     reclaimed = {_claim(catalog).id for _ in range(3)}
-    assert reclaimed == {a.id, b.id, _id_by_key(catalog, "c")}
+    assert reclaimed == {_id_by_key(catalog, key) for key in ("a", "b", "c")}
     assert recover_stale_jobs(catalog) == 0
 
 

@@ -56,9 +56,9 @@ def test_sigterm_stops_a_scan_after_its_batch(tmp_path: Path) -> None:
             60,
             "the scan to be under way",
         )
-        raw.execute("BEGIN IMMEDIATE")  # the scanner blocks at its next commit
+        proc.send_signal(signal.SIGSTOP)  # freeze it mid-scan, then ask it to stop
         proc.send_signal(signal.SIGTERM)
-        raw.execute("ROLLBACK")
+        proc.send_signal(signal.SIGCONT)
     finally:
         raw.close()
     stdout, stderr = proc.communicate(timeout=60)
