@@ -22,7 +22,7 @@ from gallerysync.catalog.jobs import (
 )
 from gallerysync.domain import Job
 from gallerysync.errors import GallerySyncError, NotFoundError
-from gallerysync.sync.thumbnails import SkipJob, make_asset_thumbnail
+from gallerysync.sync.thumbnails import SkipJob, make_thumbnails
 
 __all__ = ["JOB_KINDS", "run_job", "run_workers"]
 
@@ -35,7 +35,7 @@ def run_job(catalog: Catalog, blobs: BlobStore, job: Job) -> None:
     """Run one claimed job to its end state (done, retry later, or failed)."""
     try:
         if job.kind == "thumbnail":
-            make_asset_thumbnail(catalog, blobs, str(job.payload["asset_id"]))
+            make_thumbnails(catalog, blobs, [str(a) for a in job.payload["asset_ids"]])
         else:
             raise NotFoundError(f"unknown job kind {job.kind!r}")
     except SkipJob as exc:

@@ -33,6 +33,19 @@ def _count(home: Path, table: str) -> int:
         catalog.close()
 
 
+def _thumbnails(home: Path) -> int:
+    catalog = _open(home)
+    try:
+        with catalog.read() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).where(schema.assets.c.thumb_hash.is_not(None))
+                ).scalar_one()
+            )
+    finally:
+        catalog.close()
+
+
 def test_scan_killed_half_way_then_rerun_is_consistent(tmp_path: Path) -> None:
     home, root = tmp_path / "home", tmp_path / "pics"
     total = 3000
@@ -108,11 +121,13 @@ def test_serve_killed_while_making_thumbnails_leaves_no_partial_blobs(tmp_path: 
         first.kill()
     second = ServeProcess(home)
     try:
-        wait_for(
-            lambda: (second.health() or {}).get("jobs", {}).get("done") == 60,
-            120,
-            "every thumbnail job to finish",
-        )
+
+        def all_thumbnails() -> bool:
+            jobs = (second.health() or {}).get("jobs", {})
+            idle = jobs.get("pending") == 0 and jobs.get("running") == 0
+            return idle and _thumbnails(home) == 60
+
+        wait_for(all_thumbnails, 120, "every thumbnail job to finish")
     finally:
         assert second.stop() == 0
     blobs = LocalBlobStore(home / "blobs")

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from gallerysync.catalog import schema
@@ -117,29 +117,55 @@ def origins_of_assets(conn: Connection, asset_ids: Sequence[str]) -> dict[str, l
     return found
 
 
+_ASSET_COLUMNS = (
+    "id",
+    "owner_id",
+    "hash",
+    "status",
+    "kind",
+    "format",
+    "mime",
+    "width",
+    "height",
+    "size",
+    "thumb_hash",
+    "version",
+    "created_at",
+    "updated_at",
+)
+_ORIGIN_COLUMNS = (
+    "id",
+    "source_id",
+    "remote_id",
+    "asset_id",
+    "status",
+    "path",
+    "size",
+    "mtime_ns",
+    "meta",
+    "version",
+    "first_seen_at",
+    "last_seen_at",
+)
+
+
 def insert_assets(tx: WriteTx, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert asset rows in one `executemany` (each needs id, owner_id, hash, media fields)."""
+    """Insert new assets in one `executemany` (each needs id, owner_id, hash, media fields)."""
     if not rows:
         return
     now = now_ms()
-    full = [
-        {
-            "status": AssetStatus.PRESENT.value,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-            "format": None,
-            "mime": None,
-            "width": None,
-            "height": None,
-            "size": None,
-            "thumb_hash": None,
-            **row,
-        }
-        for row in rows
-    ]
-    tx.conn.execute(insert(schema.assets), full)
-    for row in full:
+    defaults = {
+        "status": AssetStatus.PRESENT.value,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    tx.insert_many(
+        "assets",
+        _ASSET_COLUMNS,
+        [tuple(row.get(c, defaults.get(c)) for c in _ASSET_COLUMNS) for row in rows],
+    )
+    for row in rows:
         tx.record(row["owner_id"], "asset", row["id"], "upsert", 1)
 
 
@@ -148,26 +174,26 @@ def insert_asset(tx: WriteTx, values: dict[str, Any]) -> None:
 
 
 def insert_origins(tx: WriteTx, scope: str, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert origin rows in one `executemany` (each needs id, source_id, remote_id, asset_id)."""
+    """Insert origins in one `executemany` (each needs id, source_id, remote_id, asset_id).
+
+    Logs nothing itself: origins are logged through their asset (see refresh_asset_status).
+    """
+    del scope
     if not rows:
         return
     now = now_ms()
-    full = [
-        {
-            "status": OriginStatus.PRESENT.value,
-            "version": 1,
-            "first_seen_at": now,
-            "last_seen_at": now,
-            "meta": "{}",
-            "path": None,
-            "size": None,
-            "mtime_ns": None,
-            **row,
-        }
-        for row in rows
-    ]
-    tx.conn.execute(insert(schema.origins), full)
-    del scope  # origins are logged through their asset (see refresh_asset_status)
+    defaults = {
+        "status": OriginStatus.PRESENT.value,
+        "version": 1,
+        "first_seen_at": now,
+        "last_seen_at": now,
+        "meta": "{}",
+    }
+    tx.insert_many(
+        "origins",
+        _ORIGIN_COLUMNS,
+        [tuple(row.get(c, defaults.get(c)) for c in _ORIGIN_COLUMNS) for row in rows],
+    )
 
 
 def insert_origin(tx: WriteTx, scope: str, values: dict[str, Any]) -> None:

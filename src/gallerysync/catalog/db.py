@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -73,15 +73,35 @@ class WriteTx:
             (first + i, c.scope, c.entity_type, c.entity_id, c.op, c.version, at)
             for i, c in enumerate(self._changes.values())
         ]
-        # Straight to the driver: a scan logs thousands of changes per batch.
-        marker = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
-        self.conn.exec_driver_sql(
-            "INSERT INTO changes (seq, scope, entity_type, entity_id, op, version, at) "
-            f"VALUES ({', '.join([marker] * 7)})",
-            rows,
+        self.insert_many(
+            "changes", ("seq", "scope", "entity_type", "entity_id", "op", "version", "at"), rows
         )
         self._changes.clear()
         return int(head)
+
+    def insert_many(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        on_conflict: str = "",
+    ) -> None:
+        """`executemany` an INSERT straight through the driver.
+
+        For the hot paths of a scan (thousands of rows per batch): SQLAlchemy's per-row
+        parameter processing costs more than SQLite's own insert. Table and column names come
+        from our code, never from input. `on_conflict` is a literal clause (same syntax on
+        SQLite and PostgreSQL), e.g. `ON CONFLICT (a) DO NOTHING`.
+        """
+        if not rows:
+            return
+        marker = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        self.conn.exec_driver_sql(
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join([marker] * len(columns))}) {on_conflict}",
+            list(rows),
+        )
 
 
 class Catalog:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from gallerysync.catalog import schema
@@ -80,37 +79,43 @@ def _raw_rows(conn: Connection, sql: str, sd_id: str) -> list[Any]:
         cursor.close()
 
 
+_CACHE_COLUMNS = (
+    "sd_id",
+    "rel_path",
+    "size",
+    "mtime_ns",
+    "inode",
+    "stat_sig",
+    "hash",
+    "error",
+    "seen_at",
+)
+_CACHE_UPSERT = "ON CONFLICT (sd_id, rel_path) DO UPDATE SET " + ", ".join(
+    f"{c} = excluded.{c}" for c in _CACHE_COLUMNS[2:]
+)
+
+
 def upsert_entries(tx: WriteTx, sd_id: str, entries: Sequence[CacheEntry]) -> None:
     if not entries:
         return
-    t = schema.scan_cache
     now = now_ms()
     rows = [
-        {
-            "sd_id": sd_id,
-            "rel_path": e.rel_path,
-            "size": e.size,
-            "mtime_ns": e.mtime_ns,
-            "inode": e.inode,
-            "hash": e.hash,
-            "error": e.error,
-            "seen_at": now,
-            "stat_sig": stat_signature(e.size, e.mtime_ns, e.inode)
+        (
+            sd_id,
+            e.rel_path,
+            e.size,
+            e.mtime_ns,
+            e.inode,
+            stat_signature(e.size, e.mtime_ns, e.inode)
             if e.hash is not None and e.error is None
             else None,
-        }
+            e.hash,
+            e.error,
+            now,
+        )
         for e in entries
     ]
-    dialect_insert = postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
-    stmt = dialect_insert(t)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[t.c.sd_id, t.c.rel_path],
-        set_={
-            c: stmt.excluded[c]
-            for c in ("size", "mtime_ns", "inode", "stat_sig", "hash", "error", "seen_at")
-        },
-    )
-    tx.conn.execute(stmt, rows)
+    tx.insert_many("scan_cache", _CACHE_COLUMNS, rows, on_conflict=_CACHE_UPSERT)
 
 
 def delete_entries(tx: WriteTx, sd_id: str, rel_paths: Sequence[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 from sqlalchemy import select
 
@@ -15,8 +16,9 @@ from gallerysync.domain import now_ms
 from gallerysync.errors import GallerySyncError
 from gallerysync.sync.folder import find_asset_file
 
-__all__ = ["SkipJob", "ThumbnailJobError", "make_asset_thumbnail"]
+__all__ = ["SkipJob", "ThumbnailJobError", "make_asset_thumbnail", "make_thumbnails"]
 
+log = logging.getLogger(__name__)
 MAX_THUMBNAIL_INPUT = 512 * 1024 * 1024
 
 
@@ -65,3 +67,36 @@ def make_asset_thumbnail(
             )
         set_thumbnail(tx, asset_id, stored.hash)
     return stored.hash
+
+
+def make_thumbnails(catalog: Catalog, blobs: BlobStore, asset_ids: list[str]) -> int:
+    """Run one thumbnail job: every asset of it that has no thumbnail yet gets one.
+
+    Idempotent, so a job retried after a crash or a partial failure redoes only what is
+    missing. Assets that cannot have a thumbnail are skipped; if any failed in a way a later
+    attempt may fix, the job fails (retryable) after doing all the others. Returns how many
+    thumbnails were made.
+    """
+    with catalog.read() as conn:
+        rows = conn.execute(
+            select(schema.assets.c.id, schema.assets.c.thumb_hash).where(
+                schema.assets.c.id.in_(asset_ids)
+            )
+        ).all()
+    todo = [r.id for r in rows if r.thumb_hash is None]
+    made = 0
+    retry: list[str] = []
+    for asset_id in todo:
+        try:
+            make_asset_thumbnail(catalog, blobs, asset_id)
+            made += 1
+        except SkipJob as exc:
+            log.info("no thumbnail for asset %s: %s", asset_id, exc)
+            continue
+        except ThumbnailJobError as exc:
+            retry.append(f"{asset_id}: {exc}")
+    if retry:
+        raise ThumbnailJobError(
+            f"{len(retry)} of {len(todo)} thumbnails failed: " + "; ".join(retry[:5])
+        )
+    return made
