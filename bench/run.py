@@ -31,7 +31,9 @@ Figures and their limits (best of `repeats` runs where a figure is repeated):
    rescan <= 2x the walk. The CLI rescan is reported too.
 3. Rescan after `os.utime` on 1% of the small tree (every 100th file, a new mtime per repeat):
    the extra time over the unchanged rescan against 1% of the in-process initial scan of that
-   tree (goal <= 1x), and the number of files hashed, taken from the scan's progress callback
+   tree (goal <= 2x: "proportional to the 1%" — a touched file may cost up to twice what a new
+   file cost in the initial scan, while a cost proportional to the tree would be ~100x), and
+   the number of files hashed, taken from the scan's progress callback
    and cross-checked in the catalog (scan-cache rows whose `seen_at` is after the scan started)
    and against the scan's own `hashed` count when gallerysync reports one.
 4. Peak RSS of the CLI initial scan of the small tree: the `sync` child is run by a wrapper
@@ -734,7 +736,7 @@ def bench_small(results: Results, tree: Path, homes: Path, sizes: Sizes, workers
             "s",
             initial.seconds * share,
             f"{pct} of in-process initial scan",
-            "<= 1.00",
+            "<= 2.00",
             f"rescan {touched_s:.3f}s - unchanged {rescan_s:.3f}s; held against the goal",
         ),
         Line(
