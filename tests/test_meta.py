@@ -93,6 +93,7 @@ def test_readme_and_docs_cover_the_cli() -> None:
         "assets show",
         "inspect",
         "gc",
+        "import",
         "serve",
     ):
         assert f"gallerysync {command}" in readme, command

@@ -24,7 +24,7 @@ from gallerysync.domain import Asset
 from gallerysync.errors import GallerySyncError, InvalidInputError
 from gallerysync.maintenance import collect_garbage, inspect_storage
 from gallerysync.runtime import Runtime, check_bind_host, open_runtime, serve
-from gallerysync.sync.folder import add_folder
+from gallerysync.sync.folder import add_folder, import_files
 
 __all__ = ["app", "main"]
 
@@ -253,6 +253,38 @@ def _scan_with_progress(runtime: Runtime, source: Any, mode: str, cancel: thread
         except KeyboardInterrupt:
             cancel.set()
             raise
+
+
+@app.command("import")
+def import_command(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="Image or video files to copy in.")],
+    to: Annotated[str, typer.Option("--to", help="The folder source to copy them into.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Copy files into a folder source as `<32 hex of BLAKE3>.<ext>` and register them.
+
+    Content-addressed names: importing the same image twice, or from two machines into one
+    shared folder, writes one file. Incomplete or unreadable files are refused.
+    """
+    runtime = _runtime(ctx)
+    try:
+        with runtime.catalog.read() as conn:
+            source = find_source(conn, to)
+        if source.kind != "folder":
+            _fail(f"{source.name} is a {source.kind} source, not a folder")
+        results = import_files(runtime.catalog, source, files)
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json([r.__dict__ for r in results])
+    else:
+        for r in results:
+            target = f" → {r.rel_path}" if r.rel_path else ""
+            extra = f" ({r.detail})" if r.detail else ""
+            out.print(f"{r.status}: {r.source_path}{target}{extra}", highlight=False)
+    if any(r.status == "error" for r in results):
+        raise typer.Exit(1)
 
 
 # --- assets ------------------------------------------------------------------------------

@@ -91,6 +91,7 @@ def test_every_command_has_help(tmp_path: Path) -> None:
         ["inspect"],
         ["gc"],
         ["serve"],
+        ["import"],
     ):
         result = run_cli(tmp_path, *command, "--help")
         assert "Usage:" in result.stdout and len(result.stdout) > 100, command
@@ -112,3 +113,59 @@ def test_home_from_environment(tmp_path: Path) -> None:
         capture_output=True,
     )
     assert (home / "catalog.sqlite3").is_file()
+
+
+def test_import_writes_content_addressed_names(tmp_path: Path) -> None:
+    from gallerysync.blobs.hashing import hash_bytes
+
+    home, root, outside = tmp_path / "home", tmp_path / "sd", tmp_path / "camera"
+    write_image(root / "existing.jpg", 1)
+    data = write_image(outside / "IMG_0001.JPG", 2)
+    (outside / "copy.jpg").write_bytes(data)
+    (outside / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    run_cli(home, "source", "add", "folder", str(root), "--name", "sd")
+    result = run_cli(
+        home,
+        "import",
+        str(outside / "IMG_0001.JPG"),
+        str(outside / "copy.jpg"),
+        str(outside / "cut.png"),
+        "--to",
+        "sd",
+        "--json",
+        check=False,
+    )
+    assert result.returncode == 1  # one file was refused
+    import json
+
+    rows = json.loads(result.stdout)
+    name = hash_bytes(data)[:32] + ".jpg"
+    assert [(r["status"], r["rel_path"]) for r in rows] == [
+        ("copied", name),
+        ("already-there", name),
+        ("error", None),
+    ]
+    assert "truncated PNG" in rows[2]["detail"]
+    assert (root / name).read_bytes() == data
+    assert sorted(p.name for p in root.iterdir()) == sorted(["SD_ID", "existing.jpg", name])
+    assets = cli_json(home, "assets", "list")
+    assert [o["path"] for a in assets for o in a["origins"]] == [name]  # existing.jpg unscanned
+
+
+def test_cli_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """The same CLI contract with GALLERYSYNC_DATABASE_URL pointing at PostgreSQL."""
+    url = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    env = {"GALLERYSYNC_DATABASE_URL": url}
+    home, root = tmp_path / "home", tmp_path / "pics"
+    for i in range(30):
+        write_image(root / f"d{i % 3}" / f"{i}.jpg", i)
+    run_cli(home, "source", "add", "folder", str(root), env=env)
+    (report,) = cli_json(home, "sync", env=env)
+    assert (report["added"], report["errors"]) == (30, 0)
+    (root / "d0" / "0.jpg").rename(root / "moved.jpg")
+    (root / "d1" / "1.jpg").unlink()
+    (report,) = cli_json(home, "sync", env=env)
+    assert (report["moved"], report["missing"], report["unchanged"]) == (1, 1, 28)
+    assert not (home / "catalog.sqlite3").exists()
+    inspect = cli_json(home, "inspect", env=env)
+    assert inspect["assets"] == {"present": 29, "missing": 1}

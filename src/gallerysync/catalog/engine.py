@@ -87,12 +87,12 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (idempotent; safe with concurrent starters)."""
     if _current_revision(engine) == HEAD_REVISION:
         return  # the common case: no need to load Alembic at all
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines are noise to users
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             conn = conn.execution_options(**{IMMEDIATE: True})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import threading
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from gallerysync.blobs.hashing import content_name, hash_file
 from gallerysync.catalog import Catalog, schema
 from gallerysync.catalog.assets import get_asset
 from gallerysync.catalog.runs import finish_run, start_run
@@ -40,11 +42,12 @@ from gallerysync.catalog.sources import (
     upsert_storage_dir,
 )
 from gallerysync.domain import OriginStatus, ScanCounts, Source, SourceStatus
-from gallerysync.errors import BusyError, InvalidInputError, StorageDirError
+from gallerysync.errors import BusyError, InvalidInputError, SourceOfflineError, StorageDirError
 from gallerysync.sources.folder import KIND
 from gallerysync.sources.folder.media import media_kind_for_name
 from gallerysync.sources.folder.sdid import SD_ID_FILE, resolve_sd_id, write_id_file
 from gallerysync.sources.folder.walk import (
+    Examined,
     Listed,
     Outcome,
     WalkResult,
@@ -61,6 +64,7 @@ __all__ = [
     "add_folder",
     "apply_paths",
     "find_asset_file",
+    "import_files",
     "source_lock",
 ]
 
@@ -448,3 +452,64 @@ def _verify_and_register(catalog: Catalog, source: Source, rel: str, wanted: str
 def get_source_fresh(catalog: Catalog, source_id: str) -> Source:
     with catalog.read() as conn:
         return get_source(conn, source_id)
+
+
+@dataclass
+class Imported:
+    source_path: str
+    rel_path: str | None
+    status: str  # copied | already-there | error
+    detail: str = ""
+
+
+def import_files(catalog: Catalog, source: Source, paths: Sequence[str | Path]) -> list[Imported]:
+    """Copy files into a folder source under content-addressed names and register them.
+
+    Each file is written as `<first 32 hex of its BLAKE3>.<ext>` at the root of the storage
+    dir — through a temp name, fsynced, renamed — so two machines importing the same image into
+    a shared folder write the same name with the same bytes and never clobber each other.
+    Files that are not readable, complete images or videos are refused, and nothing is written.
+    """
+    root = Path(source.options["root"])
+    if root_state(root) is not None:
+        raise SourceOfflineError(f"{source.name} is offline: {root_state(root)}")
+    results: list[Imported] = []
+    registered: list[str] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        try:
+            st = path.stat()
+            listed = Listed(path.name, st.st_size, st.st_mtime_ns, st.st_ino & ((1 << 63) - 1))
+        except OSError as exc:
+            results.append(Imported(str(path), None, "error", exc.strerror or str(exc)))
+            continue
+        outcome = examine(path.parent, listed)
+        if not isinstance(outcome, Examined):
+            detail = getattr(outcome, "error", None) or type(outcome).__name__.lower()
+            results.append(Imported(str(path), None, "error", str(detail)))
+            continue
+        ext = path.suffix.lstrip(".").lower() or outcome.media.format.lower()
+        name = content_name(outcome.hash, ext)
+        target = root / name
+        if target.exists() and hash_file(target)[0] == outcome.hash:
+            results.append(Imported(str(path), name, "already-there"))
+            registered.append(name)
+            continue
+        tmp = root / f".{name}.{os.getpid()}.tmp"
+        try:
+            with open(path, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+            if hash_file(tmp)[0] != outcome.hash:
+                raise OSError(f"{path} changed while it was copied")
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            results.append(Imported(str(path), None, "error", str(exc)))
+            continue
+        results.append(Imported(str(path), name, "copied"))
+        registered.append(name)
+    if registered:
+        apply_paths(catalog, source, registered)
+    return results
