@@ -214,10 +214,14 @@ def examine(root: Path, listed: Listed) -> Outcome:
         previous = b""
         chunk = b""
         total = 0
+        size = before.st_size
         try:
-            while True:
+            # Read exactly the listed size, in chunks of at most 1 MiB: asking for more than
+            # is left would make the allocator map and unmap a 1 MiB buffer for every small
+            # file. Growth after the listing shows up as a new size/mtime in the fstat below.
+            while total < size:
                 previous = chunk
-                chunk = os.read(fd, _READ_SIZE)
+                chunk = os.read(fd, min(size - total, _READ_SIZE))
                 if not chunk:
                     chunk = previous
                     previous = b""
@@ -234,7 +238,10 @@ def examine(root: Path, listed: Listed) -> Outcome:
             before.st_mtime_ns,
         ):
             return Unstable(listed, "changed while it was read")
-        tail = (previous[-_TAIL_SIZE:] + chunk)[-_TAIL_SIZE:]
+        if len(chunk) >= _TAIL_SIZE or not previous:
+            tail = chunk[-_TAIL_SIZE:]
+        else:
+            tail = previous[-(_TAIL_SIZE - len(chunk)) :] + chunk
         try:
             media = probe(os.path.basename(path), head, tail, total, path)
         except MediaError as exc:
