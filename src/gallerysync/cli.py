@@ -397,7 +397,7 @@ def inspect(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         out.print(
             f"  on disk {sd['files_on_disk']}, registered {sd['registered']}, "
             f"unregistered {sd['unregistered']}, missing {sd['missing']}, "
-            f"errored {sd['errored']}",
+            f"errored {sd['errored']}, duplicate groups {sd['duplicate_groups']}",
             highlight=False,
         )
         for e in sd["errors"][:20]:

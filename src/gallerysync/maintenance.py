@@ -76,7 +76,12 @@ def inspect_storage(catalog: Catalog, blobs: LocalBlobStore) -> dict[str, Any]:
                     "symlinks_not_followed": symlinks,
                 }
             )
-        report["duplicate_groups"] = _duplicate_groups(catalog)
+        groups = _duplicate_groups(catalog)
+        report["duplicate_groups"] = groups
+        for sd_report in report["storage_dirs"]:
+            sd_report["duplicate_groups"] = sum(
+                1 for g in groups if any(c["source"] == sd_report["source"] for c in g["copies"])
+            )
         referenced = _referenced_hashes(catalog)
         total_count = 0
         total_bytes = 0

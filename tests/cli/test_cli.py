@@ -55,6 +55,7 @@ def test_source_sync_assets_inspect_gc(tmp_path: Path) -> None:
     assert sd["errors"][0]["path"] == "broken.jpg"
     assert sd["id_file"]["status"] == "ok"
     assert len(report["duplicate_groups"]) == 1
+    assert sd["duplicate_groups"] == 1
     assert report["jobs"]["pending"] == 1  # one thumbnail job (both images) waits for `serve`
 
     gc = cli_json(home, "gc", "--dry-run")
