@@ -157,10 +157,6 @@ class Settings:
         return self.home / "blobs"
 
     @property
-    def locks_dir(self) -> Path:
-        return self.home / "locks"
-
-    @property
     def effective_hash_workers(self) -> int:
         return self.hash_workers or (os.cpu_count() or 1)
 

@@ -7,6 +7,7 @@ stored twice, without changing anything.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,17 +183,30 @@ class GcReport:
         }
 
 
-def collect_garbage(catalog: Catalog, blobs: LocalBlobStore, *, dry_run: bool) -> GcReport:
+GC_GRACE_SECONDS = 3600
+
+
+def collect_garbage(
+    catalog: Catalog,
+    blobs: LocalBlobStore,
+    *,
+    dry_run: bool,
+    grace_seconds: float = GC_GRACE_SECONDS,
+) -> GcReport:
     """Delete blobs that no asset references (as original or thumbnail).
 
-    The set of referenced hashes is read first and each candidate is re-checked inside a write
-    transaction just before deletion, so a blob that became referenced meanwhile survives.
+    A blob is written before the transaction that references it commits, so blobs younger
+    than `grace_seconds` are never collected; older candidates are re-checked inside a write
+    transaction just before deletion, so one that became referenced meanwhile survives.
     """
     report = GcReport(dry_run=dry_run)
     if not dry_run:
         report.temp_files = blobs.clean_temp()
     referenced = _referenced_hashes(catalog)
-    candidates = [h for h in blobs.iter_hashes() if h not in referenced]
+    cutoff = time.time() - grace_seconds
+    candidates = [
+        h for h in blobs.iter_hashes() if h not in referenced and blobs.mtime_of(h) < cutoff
+    ]
     assets = schema.assets
     for blob_hash in candidates:
         size = blobs.size_of(blob_hash)

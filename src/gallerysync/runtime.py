@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterator, Sequence
@@ -25,7 +26,7 @@ from gallerysync.config import Settings
 from gallerysync.domain import Source
 from gallerysync.errors import ConfigError, InvalidInputError
 from gallerysync.sources.folder import KIND as FOLDER
-from gallerysync.sync.folder import FolderScan, Progress, ScanReport, source_lock
+from gallerysync.sync.folder import FolderScan, Progress, ScanReport
 from gallerysync.sync.live import folder_watcher
 from gallerysync.watch.watcher import SettleWatcher
 from gallerysync.worker import run_workers
@@ -53,19 +54,18 @@ class Runtime:
         cancel: threading.Event | None = None,
         progress: Progress | None = None,
     ) -> ScanReport:
-        """Scan one folder source, holding its scan lock (a second scanner waits)."""
+        """Scan one folder source (under its lock: a second scanner waits, unless cancelled)."""
         if source.kind != FOLDER:
             raise InvalidInputError(f"source {source.name!r} is a {source.kind} source")
-        with source_lock(self.settings.locks_dir, source.id):
-            return FolderScan(
-                self.catalog,
-                source,
-                workers=self.settings.effective_hash_workers,
-                batch_size=self.settings.scan_batch_size,
-                max_attempts=self.settings.job_max_attempts,
-                cancel=cancel,
-                progress=progress,
-            ).run(mode=mode)
+        return FolderScan(
+            self.catalog,
+            source,
+            workers=self.settings.effective_hash_workers,
+            batch_size=self.settings.scan_batch_size,
+            max_attempts=self.settings.job_max_attempts,
+            cancel=cancel,
+            progress=progress,
+        ).run(mode=mode)
 
     def sources_named(self, names: Sequence[str]) -> list[Source]:
         with self.catalog.read() as conn:
@@ -162,8 +162,15 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
     )
     server = _Server(config)
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if server.should_exit:  # a second Ctrl-C: the user does not want to wait
+            log.warning("second signal: exiting now")
+            os._exit(130)
+        server.should_exit = True
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        loop.add_signal_handler(sig, on_signal)
 
     async def scan_in_background(source: Source) -> None:
         state.scans_running += 1
@@ -185,25 +192,33 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
             source,
             settle_seconds=settings.settle_seconds,
             max_attempts=settings.job_max_attempts,
+            rescan=lambda: runtime.scan(source, cancel=cancel_scans),
         )
         source_stop = asyncio.Event()
         task = asyncio.create_task(watcher.run(source_stop), name=f"watch:{source.name}")
         state.watchers[source.id] = (watcher, task, source_stop)
         background.append(asyncio.create_task(scan_in_background(source)))
 
+    async def sync_watchers() -> None:
+        """Start watchers for new folder sources, stop those of removed ones."""
+        sources = await asyncio.to_thread(
+            lambda: [s for s in runtime.sources_named([]) if s.kind == FOLDER]
+        )
+        wanted = {s.id: s for s in sources}
+        for source_id in [sid for sid in state.watchers if sid not in wanted]:
+            _watcher, task, source_stop = state.watchers.pop(source_id)
+            source_stop.set()
+            await task
+        for source in sources:
+            if source.id not in state.watchers:
+                start_source(source)
+
     async def refresh_sources() -> None:
         while not stop.is_set():
-            sources = await asyncio.to_thread(
-                lambda: [s for s in runtime.sources_named([]) if s.kind == FOLDER]
-            )
-            wanted = {s.id: s for s in sources}
-            for source_id in [sid for sid in state.watchers if sid not in wanted]:
-                _watcher, task, source_stop = state.watchers.pop(source_id)
-                source_stop.set()
-                await task
-            for source in sources:
-                if source.id not in state.watchers:
-                    start_source(source)
+            try:
+                await sync_watchers()
+            except Exception:  # the catalog is away for a moment: try again next round
+                log.exception("could not refresh the list of sources")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SOURCE_REFRESH_SECONDS)
 

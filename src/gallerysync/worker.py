@@ -7,6 +7,7 @@ few seconds, so jobs enqueued by another process (a CLI `sync`) are picked up to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -77,7 +78,12 @@ async def _worker(
     catalog: Catalog, blobs: BlobStore, name: str, stop: asyncio.Event, wake: asyncio.Event
 ) -> None:
     while not stop.is_set():
-        job = await asyncio.to_thread(claim_job, catalog, name, JOB_KINDS)
+        try:
+            job = await asyncio.to_thread(claim_job, catalog, name, JOB_KINDS)
+        except Exception:  # the database is away for a moment: keep the worker alive
+            log.exception("worker %s: cannot claim a job; retrying", name)
+            await _sleep_unless(stop, IDLE_POLL_SECONDS)
+            continue
         if job is None:
             wake.clear()
             stop_task = asyncio.ensure_future(stop.wait())
@@ -90,4 +96,13 @@ async def _worker(
             stop_task.cancel()
             wake_task.cancel()
             continue
-        await asyncio.to_thread(run_job, catalog, blobs, job)
+        try:
+            await asyncio.to_thread(run_job, catalog, blobs, job)
+        except Exception:  # recording the outcome failed; the claim is recovered later
+            log.exception("worker %s: job %s could not be recorded", name, job.id)
+            await _sleep_unless(stop, IDLE_POLL_SECONDS)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

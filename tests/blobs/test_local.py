@@ -88,8 +88,10 @@ def test_gc_removes_only_unreferenced_blobs(sqlite_catalog: Catalog, tmp_path: P
         assets = list_assets(conn)
     thumbs = {make_asset_thumbnail(sqlite_catalog, store, a.id) for a in assets}
     orphan = store.put_bytes(b"nobody references me")
-    dry = collect_garbage(sqlite_catalog, store, dry_run=True)
+    fresh = collect_garbage(sqlite_catalog, store, dry_run=False)
+    assert fresh.removed == [] and store.exists(orphan.hash)  # too young: may be mid-commit
+    dry = collect_garbage(sqlite_catalog, store, dry_run=True, grace_seconds=0)
     assert dry.removed == [orphan.hash] and store.exists(orphan.hash)
-    done = collect_garbage(sqlite_catalog, store, dry_run=False)
+    done = collect_garbage(sqlite_catalog, store, dry_run=False, grace_seconds=0)
     assert done.removed == [orphan.hash]
     assert set(store.iter_hashes()) == thumbs

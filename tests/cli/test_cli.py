@@ -151,6 +151,10 @@ def test_import_writes_content_addressed_names(tmp_path: Path) -> None:
     assert sorted(p.name for p in root.iterdir()) == sorted(["SD_ID", "existing.jpg", name])
     assets = cli_json(home, "assets", "list")
     assert [o["path"] for a in assets for o in a["origins"]] == [name]  # existing.jpg unscanned
+    png = write_image(outside / "export.dat", 3, "PNG")  # a PNG under a name scans ignore
+    (row,) = cli_json(home, "import", str(outside / "export.dat"), "--to", "sd")
+    assert row["rel_path"] == hash_bytes(png)[:32] + ".png"
+    assert len(cli_json(home, "assets", "list")) == 2
 
 
 def test_cli_on_postgresql(tmp_path: Path, postgres_url: str) -> None:

@@ -128,3 +128,17 @@ def test_deleted_sd_id_is_restored(sqlite_catalog: Catalog, tmp_path: Path) -> N
     (root / "SD_ID").unlink()
     assert FolderScan(sqlite_catalog, source).run().status == "ok"
     assert (root / "SD_ID").read_text().strip() == source.id
+
+
+def test_other_folder_without_sd_id_at_the_root_is_offline(
+    sqlite_catalog: Catalog, tmp_path: Path
+) -> None:
+    root = _folder(tmp_path)
+    source = add_folder(sqlite_catalog, root)
+    assert FolderScan(sqlite_catalog, source).run().counts.added == 1
+    root.rename(tmp_path / "parked")
+    write_image(root / "someone-else.jpg", 9)  # a different folder, no SD_ID, same path
+    report = FolderScan(sqlite_catalog, source).run()
+    assert report.status == "offline" and "another folder" in report.detail
+    assert report.counts.missing == 0
+    assert not (root / "SD_ID").exists()

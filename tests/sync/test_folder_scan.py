@@ -361,3 +361,55 @@ def test_heic_avif_and_videos_are_registered(sqlite_catalog: Catalog, tmp_path: 
         "web.avif": ("image", "AVIF", 40, 30),
         "clip.mp4": ("video", "MP4", None, None),
     }
+
+
+def test_watcher_batch_waits_while_a_scan_holds_the_source(
+    sqlite_catalog: Catalog, tmp_path: Path
+) -> None:
+    from gallerysync.sync.folder import apply_paths
+
+    root = tmp_path / "sd"
+    write_image(root / "seed.jpg", 1)
+    source = add_folder(sqlite_catalog, root)
+    write_image(root / "new.jpg", 2)
+    with sqlite_catalog.source_lock(source.id):
+        counts = apply_paths(sqlite_catalog, source, ["new.jpg"])
+    assert counts.deferred_paths == ["new.jpg"] and counts.added == 0
+    assert counts_in_db(sqlite_catalog) == (0, 0)
+    assert apply_paths(sqlite_catalog, source, ["new.jpg"]).added == 1
+
+
+def test_watcher_paths_through_symlinks_or_fifos_are_refused(
+    sqlite_catalog: Catalog, tmp_path: Path
+) -> None:
+    from gallerysync.sync.folder import apply_paths
+
+    root, outside = tmp_path / "sd", tmp_path / "outside"
+    write_image(root / "seed.jpg", 1)
+    write_image(outside / "secret.png", 2)
+    (root / "link").symlink_to(outside)
+    os.mkfifo(root / "evil.png")
+    source = add_folder(sqlite_catalog, root)
+    counts = apply_paths(
+        sqlite_catalog, source, ["link/secret.png", "link", "evil.png", "../outside/secret.png"]
+    )
+    assert (counts.added, counts.errors) == (0, 0)
+    assert counts_in_db(sqlite_catalog) == (0, 0)
+    report = scan(sqlite_catalog, source)  # the full scan does not block on the FIFO either
+    assert (report.counts.added, report.counts.errors) == (1, 0)
+
+
+def test_file_back_before_the_sweep_is_not_marked_missing(catalog: Catalog, tmp_path: Path) -> None:
+    root = tmp_path / "sd"
+    data = write_image(root / "flaky.jpg", 1)
+    write_image(root / "other.jpg", 2)
+    source = add_folder(catalog, root)
+    scan(catalog, source)
+    (root / "flaky.jpg").unlink()
+    job = FolderScan(catalog, source)
+    walked = job.walk()
+    assert walked.vanished == {"flaky.jpg"}
+    (root / "flaky.jpg").write_bytes(data)  # an editor's save replaced it meanwhile
+    assert job.run(walked).counts.missing == 0
+    with catalog.read() as conn:
+        assert all(a.status == AssetStatus.PRESENT for a in list_assets(conn))

@@ -87,6 +87,7 @@ class LocalBlobStore:
             final = self._path(digest)
             if final.exists():
                 os.unlink(tmp_name)
+                os.utime(final)  # fresh again: gc's grace period protects it anew
             else:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp_name, final)
@@ -112,6 +113,10 @@ class LocalBlobStore:
 
     def size_of(self, blob_hash: str) -> int:
         return self._path(blob_hash).stat().st_size
+
+    def mtime_of(self, blob_hash: str) -> float:
+        """When the blob was last written (a rewrite of the same bytes refreshes it)."""
+        return self._path(blob_hash).stat().st_mtime
 
     def delete(self, blob_hash: str) -> bool:
         try:

@@ -6,6 +6,7 @@ one `executemany` per batch instead of a round trip per file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "insert_origin",
     "insert_origins",
     "list_assets",
+    "lock_owner_assets",
     "mark_origins_missing",
     "origins_by_remote_ids",
     "origins_of_assets",
@@ -147,6 +149,23 @@ _ORIGIN_COLUMNS = (
     "first_seen_at",
     "last_seen_at",
 )
+
+
+def lock_owner_assets(tx: WriteTx, owner_id: str) -> None:
+    """Serialise asset creation for one owner until this transaction ends.
+
+    Registration reads "is there an asset with this hash?" and then inserts one. SQLite's
+    `BEGIN IMMEDIATE` already makes that atomic; on PostgreSQL (read committed) two processes
+    registering the same bytes from different storage dirs would both insert, so they take a
+    transaction-scoped advisory lock per owner first.
+    """
+    if tx.dialect == "postgresql":
+        key = int.from_bytes(
+            hashlib.blake2b(b"assets:" + owner_id.encode(), digest_size=8).digest(),
+            "big",
+            signed=True,
+        )
+        tx.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({key})")
 
 
 def insert_assets(tx: WriteTx, rows: Sequence[dict[str, Any]]) -> None:

@@ -10,11 +10,15 @@ one appear (DESIGN §4). One code path serves both databases.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
@@ -23,11 +27,13 @@ from sqlalchemy.engine import Connection
 from gallerysync.catalog import schema
 from gallerysync.catalog.engine import IMMEDIATE, make_engine, migrate
 from gallerysync.domain import new_id, now_ms
+from gallerysync.errors import BusyError
 
 __all__ = ["DEFAULT_OWNER", "Catalog", "WriteTx"]
 
 log = logging.getLogger(__name__)
 DEFAULT_OWNER = "admin"
+LOCK_POLL_SECONDS = 0.2
 
 
 @dataclass
@@ -187,6 +193,67 @@ class Catalog:
                     listener(tx.head)
                 except Exception:  # a listener must never undo a committed write
                     log.exception("commit listener failed")
+
+    @contextmanager
+    def source_lock(
+        self, source_id: str, *, wait: bool = True, cancel: threading.Event | None = None
+    ) -> Iterator[None]:
+        """Hold the exclusive lock of one source: one scan or watcher batch at a time, across
+        processes (SQLite: an `flock` beside the database file; PostgreSQL: an advisory lock,
+        so it also holds across hosts).
+
+        Raises `BusyError` when the lock is taken and `wait` is False, or when `cancel` is set
+        while waiting — so a stopping process never hangs on another one's scan.
+        """
+        acquire, release = self._lock_functions(source_id)
+        while not acquire():
+            if not wait or (cancel is not None and cancel.is_set()):
+                release()
+                raise BusyError(f"source {source_id} is busy: another scan holds it")
+            (cancel or threading.Event()).wait(LOCK_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            release()
+
+    def _lock_functions(self, source_id: str) -> tuple[Callable[[], bool], Callable[[], None]]:
+        if self.dialect == "sqlite":
+            database = Path(self.engine.url.database or "")
+            lock_dir = database.parent / (database.name + ".locks")
+            lock_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_dir / f"source-{source_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+
+            def acquire_file() -> bool:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False
+                return True
+
+            def release_file() -> None:
+                os.close(fd)  # closing the descriptor drops the flock
+
+            return acquire_file, release_file
+        key = int.from_bytes(
+            hashlib.blake2b(source_id.encode(), digest_size=8).digest(), "big", signed=True
+        )
+        conn = self.engine.connect()
+        held = [False]
+
+        def acquire_advisory() -> bool:
+            held[0] = bool(conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar())
+            conn.commit()
+            return held[0]
+
+        def release_advisory() -> None:
+            try:
+                if held[0]:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+                    conn.commit()
+            finally:
+                conn.close()
+
+        return acquire_advisory, release_advisory
 
     def head(self) -> int:
         with self.read() as conn:

@@ -8,16 +8,16 @@ its cache rows, so a killed scan loses at most one batch of work and never leave
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
+import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,7 @@ from gallerysync.catalog.sources import (
 from gallerysync.domain import OriginStatus, ScanCounts, Source, SourceStatus
 from gallerysync.errors import BusyError, InvalidInputError, SourceOfflineError, StorageDirError
 from gallerysync.sources.folder import KIND
-from gallerysync.sources.folder.media import media_kind_for_name
+from gallerysync.sources.folder.media import MEDIA_EXTENSIONS, media_kind_for_name
 from gallerysync.sources.folder.sdid import SD_ID_FILE, resolve_sd_id, write_id_file
 from gallerysync.sources.folder.walk import (
     Examined,
@@ -65,10 +65,10 @@ __all__ = [
     "apply_paths",
     "find_asset_file",
     "import_files",
-    "source_lock",
 ]
 
 log = logging.getLogger(__name__)
+_FORMAT_EXTENSIONS = {"JPEG": "jpg", "TIFF": "tif", "HEIF": "heic"}
 Progress = Callable[[int, int, int], None]
 
 
@@ -128,21 +128,6 @@ def add_folder(catalog: Catalog, path: str | Path, name: str | None = None) -> S
     return source
 
 
-@contextmanager
-def source_lock(lock_dir: Path, source_id: str, *, wait: bool = True) -> Iterator[None]:
-    """One scan per source at a time across processes (an `flock` on a file in the home)."""
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_dir / f"scan-{source_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError as exc:
-            raise BusyError(f"source {source_id} is being scanned by another process") from exc
-        yield
-    finally:
-        os.close(fd)
-
-
 class FolderScan:
     """Scan one folder source. Construct, then `run()` (or `walk()` and `run(walked)`)."""
 
@@ -180,7 +165,7 @@ class FolderScan:
                 reason = str(exc)
             if identity is not None:
                 if identity.sd_id is None:
-                    write_id_file(self.root, self.source.id)  # restore a deleted id file
+                    reason = self._restore_id_file()
                 elif self.source.id not in (identity.sd_id, identity.alias_id):
                     reason = (
                         f"{self.root / SD_ID_FILE} holds {identity.sd_id}, not this "
@@ -200,6 +185,20 @@ class FolderScan:
             status = SourceStatus.OK if reason is None else SourceStatus.OFFLINE
             set_source_status(tx, self.source, status, reason or "")
         return reason
+
+    def _restore_id_file(self) -> str | None:
+        """`SD_ID` vanished from a non-empty root: write it back if this is still our folder
+        (the catalog knows no file yet, or some files it knows are there); otherwise a
+        different folder may be mounted at this path, and the source goes offline."""
+        with self.catalog.read() as conn:
+            known = list(load_known_stats(conn, self.source.id))[:50]
+        if known and not any(os.path.lexists(self.root / rel) for rel in known):
+            return (
+                f"{self.root / SD_ID_FILE} is missing and none of the files the catalog "
+                "knows are there: is another folder mounted at this path?"
+            )
+        write_id_file(self.root, self.source.id)
+        return None
 
     def walk(self) -> WalkResult:
         """Walk the root against the scan cache: new/changed files, unchanged count, vanished.
@@ -231,6 +230,17 @@ class FolderScan:
         return walked
 
     def run(self, walked: WalkResult | None = None, *, mode: str = "full") -> ScanReport:
+        """Scan while holding the source's lock (waiting for another scan of it to finish,
+        unless `cancel` is set meanwhile: then the report says `cancelled`)."""
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(self.catalog.source_lock(self.source.id, cancel=self.cancel))
+            except BusyError as exc:
+                return ScanReport(self.source.name, "cancelled", ScanCounts(), 0.0, str(exc))
+            return self._run_locked(walked, mode)
+        raise AssertionError("unreachable")  # pragma: no cover - ExitStack never swallows here
+
+    def _run_locked(self, walked: WalkResult | None, mode: str) -> ScanReport:
         started = time.monotonic()
         counts = ScanCounts()
         run_id = start_run(self.catalog, self.source.id, mode)
@@ -259,7 +269,7 @@ class FolderScan:
         if not self._examine_and_register(walked.files, vanished, counts):
             return "cancelled"
         with self.catalog.write() as tx:
-            sweep_vanished(tx, self.source, vanished, counts)
+            sweep_vanished(tx, self.source, vanished, counts, self.root)
             mark_scanned(tx, self.source.id)
         return "ok"
 
@@ -330,9 +340,28 @@ def apply_paths(
     walked directories, files modified after `skip_newer_than_ns` are left for a later pass.
     """
     counts = ScanCounts()
+    try:
+        with catalog.source_lock(source.id, wait=False):
+            _apply_paths_locked(
+                catalog, source, rel_paths, counts, max_attempts, skip, skip_newer_than_ns
+            )
+    except BusyError:  # a full scan of this source is running: try these again later
+        counts.deferred_paths.extend(rel_paths)
+    return counts
+
+
+def _apply_paths_locked(
+    catalog: Catalog,
+    source: Source,
+    rel_paths: Sequence[str],
+    counts: ScanCounts,
+    max_attempts: int,
+    skip: Collection[str],
+    skip_newer_than_ns: int | None,
+) -> None:
     scan = FolderScan(catalog, source, max_attempts=max_attempts)
     if scan.check_online() is not None:
-        return counts
+        return
     root = scan.root
     with catalog.read() as conn:
         cache = load_cache(conn, source.id)
@@ -355,8 +384,17 @@ def apply_paths(
     counts.hashed += len(outcomes)
     with catalog.write() as tx:
         register_outcomes(tx, source, outcomes, vanished, counts, max_attempts=max_attempts)
-        sweep_vanished(tx, source, vanished, counts)
-    return counts
+        sweep_vanished(tx, source, vanished, counts, root)
+
+
+def inside_root(root: Path, rel: str) -> bool:
+    """True when `root/rel` resolves to itself under `root`: no `..`, and no symbolic link on
+    the way (a linked directory would let files from outside the storage dir in)."""
+    parts = Path(rel).parts
+    if not parts or ".." in parts or Path(rel).is_absolute():
+        return False
+    real_root = Path(os.path.realpath(root))
+    return Path(os.path.realpath(root / rel)) == real_root.joinpath(*parts)
 
 
 def _collect(
@@ -366,29 +404,37 @@ def _collect(
     listed: dict[str, Listed],
     vanished: set[str],
 ) -> None:
+    """Turn one watcher path into files to examine and paths that vanished."""
     path = root / rel
+    prefix = rel.rstrip("/") + "/"
     if any(is_ignored_name(part) for part in Path(rel).parts):
         return
     try:
         st = path.lstat()
     except FileNotFoundError:
-        prefix = rel.rstrip("/") + "/"
         vanished.update(k for k in cache if k == rel or k.startswith(prefix))
         return
-    if path.is_symlink():
+    except OSError as exc:  # unreadable: say nothing about what is under it
+        log.warning("%s: %s", path, exc)
         return
-    if path.is_dir():
+    if not inside_root(root, rel):
+        return
+    if stat.S_ISDIR(st.st_mode):
         sub = walk(path)
-        prefix = rel.rstrip("/") + "/"
         seen = set()
         for item in sub.files:
             full = prefix + item.rel_path
             seen.add(full)
             listed[full] = Listed(full, item.size, item.mtime_ns, item.inode)
-        vanished.update(k for k in cache if k.startswith(prefix) and k not in seen)
+        unreadable = [prefix + ("" if d == "." else d + "/") for d, _ in sub.dir_errors]
+        vanished.update(
+            k
+            for k in cache
+            if k.startswith(prefix) and k not in seen and not k.startswith(tuple(unreadable))
+        )
         return
-    if media_kind_for_name(path.name) is None:
-        return
+    if not stat.S_ISREG(st.st_mode) or media_kind_for_name(path.name) is None:
+        return  # symlinks, FIFOs, sockets, devices, non-media
     listed[rel] = Listed(rel, st.st_size, st.st_mtime_ns, st.st_ino & ((1 << 63) - 1))
 
 
@@ -442,6 +488,8 @@ def _verify_and_register(catalog: Catalog, source: Source, rel: str, wanted: str
         st = (root / rel).lstat()
     except OSError:
         return False
+    if not stat.S_ISREG(st.st_mode) or not inside_root(root, rel):
+        return False
     outcome = examine(root, Listed(rel, st.st_size, st.st_mtime_ns, st.st_ino & ((1 << 63) - 1)))
     if getattr(outcome, "hash", None) != wanted:
         return False
@@ -488,7 +536,9 @@ def import_files(catalog: Catalog, source: Source, paths: Sequence[str | Path]) 
             detail = getattr(outcome, "error", None) or type(outcome).__name__.lower()
             results.append(Imported(str(path), None, "error", str(detail)))
             continue
-        ext = path.suffix.lstrip(".").lower() or outcome.media.format.lower()
+        ext = path.suffix.lstrip(".").lower()
+        if ext not in MEDIA_EXTENSIONS:  # keep a name scans and watchers will recognise
+            ext = _FORMAT_EXTENSIONS.get(outcome.media.format, outcome.media.format.lower())
         name = content_name(outcome.hash, ext)
         target = root / name
         if target.exists() and hash_file(target)[0] == outcome.hash:

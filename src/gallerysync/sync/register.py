@@ -17,7 +17,9 @@ asset as missing in between.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from gallerysync.catalog import WriteTx
@@ -25,6 +27,7 @@ from gallerysync.catalog.assets import (
     assets_by_hashes,
     insert_assets,
     insert_origins,
+    lock_owner_assets,
     mark_origins_missing,
     origins_by_remote_ids,
     origins_of_assets,
@@ -77,6 +80,7 @@ def register_outcomes(
 ) -> None:
     """Apply one batch of examined files. `vanished` holds paths gone this scan (mutated)."""
     owner, sid = source.owner_id, source.id
+    lock_owner_assets(tx, owner)
     examined = [o for o in outcomes if isinstance(o, Examined)]
     errors = [o for o in outcomes if isinstance(o, FileError)]
     for outcome in outcomes:
@@ -202,10 +206,14 @@ def register_outcomes(
 
 
 def sweep_vanished(
-    tx: WriteTx, source: Source, vanished: Iterable[str], counts: ScanCounts
+    tx: WriteTx, source: Source, vanished: Iterable[str], counts: ScanCounts, root: Path
 ) -> None:
-    """Mark origins of files that are gone `missing` and forget their cache rows."""
-    paths = sorted(vanished)
+    """Mark origins of files that are gone `missing` and forget their cache rows.
+
+    Each path is checked once more on disk first: a file that came back since the walk (a
+    save that replaced it, a sync client re-creating it) is left for the next pass.
+    """
+    paths = sorted(p for p in vanished if not os.path.lexists(root / p))
     if not paths:
         return
     origins = origins_by_remote_ids(tx.conn, source.id, paths)

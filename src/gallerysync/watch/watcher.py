@@ -81,24 +81,29 @@ class SettleWatcher:
         self.watching = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Watch until `stop`. Never dies of an error: it logs, waits, resynchronises (the
+        `on_root_back` callback: a full rescan) so nothing that happened meanwhile is lost."""
         was_offline = False
+        resync = False
         while not stop.is_set():
-            if not root_looks_mounted(self.root):
-                if not was_offline and self.on_root_lost is not None:
-                    await self.on_root_lost()
-                was_offline = True
-                self.watching.clear()
-                await _wait(stop, self.offline_poll)
-                continue
-            if was_offline:
-                log.info("%s: root is back", self.name)
-                if self.on_root_back is not None:
-                    await self.on_root_back()
-                was_offline = False
             try:
+                if not root_looks_mounted(self.root):
+                    if not was_offline and self.on_root_lost is not None:
+                        await self.on_root_lost()
+                    was_offline = True
+                    self.watching.clear()
+                    await _wait(stop, self.offline_poll)
+                    continue
+                if was_offline or resync:
+                    log.info("%s: root is back or the watcher restarted; rescanning", self.name)
+                    if self.on_root_back is not None:
+                        await self.on_root_back()
+                    was_offline = resync = False
                 await self._watch(stop)
             except Exception:
                 log.exception("%s: watcher failed; restarting", self.name)
+                self.watching.clear()
+                resync = True
                 await _wait(stop, self.offline_poll)
 
     async def _watch(self, stop: asyncio.Event) -> None:
@@ -150,7 +155,13 @@ class SettleWatcher:
             return
         for rel in ready:
             del self.pending[rel]
-        retry = await self.on_ready(ready, set(self.pending))
+        try:
+            retry = await self.on_ready(ready, set(self.pending))
+        except Exception:
+            now = time.monotonic()
+            for rel in ready:  # nothing is dropped: they wait for the next settle period
+                self.pending.setdefault(rel, _Pending(now, _stat(self.root / rel)))
+            raise
         for rel in retry:
             self.pending[rel] = _Pending(time.monotonic(), _stat(self.root / rel))
 

@@ -198,7 +198,8 @@ def examine(root: Path, listed: Listed) -> Outcome:
     """Read a listed file once: hash it, probe its header and check it is complete."""
     path = os.path.join(root, listed.rel_path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO given a media name must not hang the scan (no effect on files).
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return Gone(listed)
     except OSError as exc:
@@ -207,7 +208,11 @@ def examine(root: Path, listed: Listed) -> Outcome:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             return FileError(listed, "not a regular file")
-        if (before.st_size, before.st_mtime_ns) != (listed.size, listed.mtime_ns):
+        if (before.st_size, before.st_mtime_ns, before.st_ino & _INODE_MASK) != (
+            listed.size,
+            listed.mtime_ns,
+            listed.inode,
+        ):
             return Unstable(listed, "changed since it was listed")
         hasher = blake3()
         head = b""
