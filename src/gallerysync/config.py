@@ -126,6 +126,21 @@ SETTINGS: tuple[Setting, ...] = (
         "Attempts before a job is marked failed.",
         _positive_int,
     ),
+    Setting(
+        "heartbeat_seconds",
+        "15",
+        "GALLERYSYNC_HEARTBEAT_SECONDS",
+        "Seconds between heartbeat comments on an idle change stream (each also re-checks "
+        "the feed head, so a lost wake-up heals).",
+        _positive_float,
+    ),
+    Setting(
+        "tombstone_retention_days",
+        "30",
+        "GALLERYSYNC_TOMBSTONE_RETENTION_DAYS",
+        "How long deletions stay in the change feed. A reader further behind must reset.",
+        _positive_float,
+    ),
     Setting("log_level", "INFO", "GALLERYSYNC_LOG_LEVEL", "Logging level.", _log_level),
 )
 
@@ -143,6 +158,8 @@ class Settings:
     scan_batch_size: int
     job_workers: int
     job_max_attempts: int
+    heartbeat_seconds: float
+    tombstone_retention_days: float
     log_level: str
 
     @property

@@ -20,6 +20,7 @@ from typing import Any
 from gallerysync import __version__
 from gallerysync.blobs.local import LocalBlobStore
 from gallerysync.catalog import Catalog
+from gallerysync.catalog.feed import compact
 from gallerysync.catalog.jobs import job_counts
 from gallerysync.catalog.sources import find_source, list_sources
 from gallerysync.config import Settings
@@ -35,6 +36,8 @@ __all__ = ["Runtime", "check_bind_host", "open_runtime", "serve"]
 
 log = logging.getLogger(__name__)
 SOURCE_REFRESH_SECONDS = 5.0
+HEAD_POLL_SECONDS = 1.0
+COMPACT_EVERY_SECONDS = 3600.0
 
 
 @dataclass
@@ -113,10 +116,9 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
     """Run until SIGINT/SIGTERM: HTTP, start-up scans (background), watchers, job workers."""
     # Imported here: other commands need no web server, and CLI start-up time matters.
     import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
+
+    from gallerysync.api.app import create_app
+    from gallerysync.events.hub import ChangeHub
 
     class _Server(uvicorn.Server):
         """uvicorn without its own signal capture: we handle SIGINT/SIGTERM, shut every task
@@ -132,14 +134,12 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
     cancel_scans = threading.Event()
     settings = runtime.settings
 
-    async def healthz(_request: Request) -> JSONResponse:
+    def health_details() -> dict[str, Any]:
         with runtime.catalog.read() as conn:
             sources = list_sources(conn)
             jobs = job_counts(conn)
-        body: dict[str, Any] = {
-            "status": "ok",
+        return {
             "version": __version__,
-            "instance": runtime.catalog.instance_id,
             "startup_scan": "running" if state.scans_running else "done",
             "sources": [
                 {
@@ -154,14 +154,20 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
             ],
             "jobs": jobs,
         }
-        return JSONResponse(body)
 
-    app = Starlette(routes=[Route("/healthz", healthz)])
+    loop = asyncio.get_running_loop()
+    hub = ChangeHub(loop, await asyncio.to_thread(runtime.catalog.head))
+    runtime.catalog.add_commit_listener(hub.publish)
+    app = create_app(
+        runtime.catalog,
+        hub,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        health_details=health_details,
+    )
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
     )
     server = _Server(config)
-    loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
         if server.should_exit:  # a second Ctrl-C: the user does not want to wait
@@ -222,7 +228,32 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SOURCE_REFRESH_SECONDS)
 
-    background: list[asyncio.Task[None]] = []
+    async def follow_other_processes() -> None:
+        """Writes by other processes (a CLI `sync`) do not call our commit listeners: notice
+        them by reading the head (one tiny query a second)."""
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                hub.publish(await asyncio.to_thread(runtime.catalog.head))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HEAD_POLL_SECONDS)
+
+    async def compact_feed() -> None:
+        retention_ms = int(settings.tombstone_retention_days * 86_400_000)
+        while not stop.is_set():
+            try:
+                removed = await asyncio.to_thread(
+                    compact, runtime.catalog, tombstone_retention_ms=retention_ms
+                )
+                log.info("change feed compacted: %s", removed)
+            except Exception:
+                log.exception("change feed compaction failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), COMPACT_EVERY_SECONDS)
+
+    background: list[asyncio.Task[None]] = [
+        asyncio.create_task(follow_other_processes(), name="head"),
+        asyncio.create_task(compact_feed(), name="compact"),
+    ]
     refresher = asyncio.create_task(refresh_sources(), name="sources")
     workers = asyncio.create_task(
         run_workers(runtime.catalog, runtime.blobs, settings.job_workers, stop), name="workers"
@@ -230,6 +261,7 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
     try:
         await server.serve()
     finally:
+        runtime.catalog.remove_commit_listener(hub.publish)
         stop.set()
         cancel_scans.set()
         for _watcher, _task, source_stop in state.watchers.values():

@@ -119,6 +119,7 @@ class Catalog:
         self._commit_listeners: list[Callable[[int], None]] = []
         self.default_owner_id = ""
         self.instance_id = ""
+        self.epoch = ""  # changes when the catalog is restored or moved: feed tokens reset
 
     @classmethod
     def open(cls, url: str) -> Catalog:
@@ -153,6 +154,9 @@ class Catalog:
                         {"key": "epoch", "value": new_id()},
                     ],
                 )
+            epoch = tx.conn.execute(
+                select(schema.instance.c.value).where(schema.instance.c.key == "epoch")
+            ).scalar_one()
             owner = tx.conn.execute(
                 select(schema.users.c.id).where(schema.users.c.name == DEFAULT_OWNER)
             ).scalar_one_or_none()
@@ -163,6 +167,7 @@ class Catalog:
                 )
                 tx.record(owner, "user", owner, "upsert", 1)
         self.instance_id = instance_id
+        self.epoch = epoch
         self.default_owner_id = owner
 
     def add_commit_listener(self, listener: Callable[[int], None]) -> None:

@@ -1,0 +1,1 @@
+"""④ Fan-out of committed changes to live readers."""
