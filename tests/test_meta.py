@@ -37,7 +37,8 @@ FORBIDDEN = {
         "gallerysync.runtime",
         "gallerysync.cli",
     ),
-    "sync": ("gallerysync.runtime", "gallerysync.cli"),
+    "sync": ("gallerysync.runtime", "gallerysync.cli", "gallerysync.api"),
+    "api": ("gallerysync.runtime", "gallerysync.cli", "sqlalchemy"),
 }
 
 

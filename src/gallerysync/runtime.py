@@ -22,7 +22,7 @@ from gallerysync.blobs.local import LocalBlobStore
 from gallerysync.catalog import Catalog
 from gallerysync.catalog.feed import compact
 from gallerysync.catalog.jobs import job_counts
-from gallerysync.catalog.sources import find_source, list_sources
+from gallerysync.catalog.sources import find_source, get_source, list_sources
 from gallerysync.config import Settings
 from gallerysync.domain import Source
 from gallerysync.errors import ConfigError, InvalidInputError
@@ -69,6 +69,10 @@ class Runtime:
             cancel=cancel,
             progress=progress,
         ).run(mode=mode)
+
+    def source_by_id(self, source_id: str) -> Source:
+        with self.catalog.read() as conn:
+            return get_source(conn, source_id)
 
     def sources_named(self, names: Sequence[str]) -> list[Source]:
         with self.catalog.read() as conn:
@@ -158,11 +162,26 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     hub = ChangeHub(loop, await asyncio.to_thread(runtime.catalog.head))
     runtime.catalog.add_commit_listener(hub.publish)
+
+    def start_sync(source_id: str, mode: str) -> None:
+        """Called by `POST /api/sources/{id}/sync`, on the event loop."""
+
+        async def run() -> None:
+            source = await asyncio.to_thread(runtime.source_by_id, source_id)
+            try:
+                await asyncio.to_thread(runtime.scan, source, mode=mode, cancel=cancel_scans)
+            except Exception:
+                log.exception("sync of %s failed", source.name)
+
+        background.append(asyncio.create_task(run(), name=f"sync:{source_id}"))
+
     app = create_app(
         runtime.catalog,
         hub,
+        blobs=runtime.blobs,
         heartbeat_seconds=settings.heartbeat_seconds,
         health_details=health_details,
+        start_sync=start_sync,
     )
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="off", access_log=False

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from gallerysync.api.app import create_app
+from gallerysync.blobs.local import LocalBlobStore
 from gallerysync.catalog import Catalog
 from gallerysync.catalog.feed import encode_token
 from gallerysync.events.hub import ChangeHub
@@ -19,7 +20,12 @@ from tests.helpers import write_image
 
 def _get_all(catalog: Catalog, *paths: str) -> list[httpx.Response]:
     async def run() -> list[httpx.Response]:
-        app = create_app(catalog, ChangeHub(asyncio.get_running_loop()), heartbeat_seconds=1)
+        app = create_app(
+            catalog,
+            ChangeHub(asyncio.get_running_loop()),
+            heartbeat_seconds=1,
+            blobs=LocalBlobStore(Path(str(catalog.engine.url.database)).parent / "blobs"),
+        )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             return [await client.get(p) for p in paths]

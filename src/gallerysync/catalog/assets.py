@@ -21,8 +21,10 @@ from gallerysync.errors import NotFoundError
 
 __all__ = [
     "asset_from_row",
+    "asset_summaries",
     "assets_by_hashes",
     "count_assets",
+    "find_asset_ids",
     "get_asset",
     "insert_asset",
     "insert_assets",
@@ -36,6 +38,7 @@ __all__ = [
     "refresh_asset_status",
     "repoint_origin",
     "set_thumbnail",
+    "set_trashed",
 ]
 
 _CHUNK = 500
@@ -347,6 +350,117 @@ def list_assets(
     rows = conn.execute(query).mappings().all()
     origins = origins_of_assets(conn, [r["id"] for r in rows])
     return [asset_from_row(r, origins.get(r["id"], [])) for r in rows]
+
+
+def asset_summaries(conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The asset summary a gallery needs to draw a tile without another request, in `ids`
+    order (the API's list and the change feed's entries use the same shape)."""
+    a, o = schema.assets, schema.origins
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(list(ids)):
+        origins: dict[str, list[dict[str, Any]]] = {}
+        for r in conn.execute(
+            select(o.c.asset_id, o.c.source_id, o.c.remote_id, o.c.status)
+            .where(o.c.asset_id.in_(chunk))
+            .order_by(o.c.first_seen_at)
+        ).mappings():
+            origins.setdefault(r["asset_id"], []).append(
+                {"source_id": r["source_id"], "path": r["remote_id"], "status": r["status"]}
+            )
+        for r in conn.execute(select(a).where(a.c.id.in_(chunk))).mappings():
+            found[r["id"]] = {
+                "id": r["id"],
+                "status": r["status"],
+                "kind": r["kind"],
+                "format": r["format"],
+                "mime": r["mime"],
+                "width": r["width"],
+                "height": r["height"],
+                "size": r["size"],
+                "hash": r["hash"],
+                "version": r["version"],
+                "trashed": r["trashed_at"] is not None,
+                "thumbnail": f"/api/assets/{r['id']}/thumbnail" if r["thumb_hash"] else None,
+                "original": f"/api/assets/{r['id']}/original",
+                "created_at": r["created_at"],
+                "updated_at": r["updated_at"],
+                "origins": origins.get(r["id"], []),
+            }
+    return [found[i] for i in ids if i in found]
+
+
+def find_asset_ids(
+    conn: Connection,
+    *,
+    owner_id: str,
+    source_id: str | None = None,
+    status: str | None = None,
+    text: str | None = None,
+    created_from: int | None = None,
+    created_to: int | None = None,
+    before: tuple[int, str] | None = None,
+    limit: int = 100,
+) -> list[tuple[int, str]]:
+    """`(created_at, id)` of one owner's assets, newest first, keyset-paginated on `before`.
+
+    `status`: present | missing | trashed (trashed assets appear only when asked for);
+    `text` matches file paths and formats (LIKE, with wildcards escaped).
+    """
+    a, o = schema.assets, schema.origins
+    query = (
+        select(a.c.created_at, a.c.id)
+        .where(a.c.owner_id == owner_id)
+        .order_by(a.c.created_at.desc(), a.c.id.desc())
+        .limit(limit)
+    )
+    if status == "trashed":
+        query = query.where(a.c.trashed_at.is_not(None))
+    else:
+        query = query.where(a.c.trashed_at.is_(None))
+        if status:
+            query = query.where(a.c.status == status)
+    if source_id:
+        query = query.where(
+            select(o.c.id).where(o.c.asset_id == a.c.id, o.c.source_id == source_id).exists()
+        )
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(
+                a.c.format.ilike(pattern, escape="\\"),
+                select(o.c.id)
+                .where(o.c.asset_id == a.c.id, o.c.remote_id.ilike(pattern, escape="\\"))
+                .exists(),
+            )
+        )
+    if created_from is not None:
+        query = query.where(a.c.created_at >= created_from)
+    if created_to is not None:
+        query = query.where(a.c.created_at < created_to)
+    if before:
+        created, asset_id = before
+        query = query.where(
+            or_(a.c.created_at < created, and_(a.c.created_at == created, a.c.id < asset_id))
+        )
+    return [(int(r[0]), str(r[1])) for r in conn.execute(query)]
+
+
+def set_trashed(tx: WriteTx, asset_id: str, owner_id: str, trashed: bool) -> bool:
+    """Move an asset to the trash or back. False when it is not this owner's asset."""
+    a = schema.assets
+    row = tx.conn.execute(
+        select(a.c.version).where(a.c.id == asset_id, a.c.owner_id == owner_id)
+    ).first()
+    if row is None:
+        return False
+    version = row.version + 1
+    tx.conn.execute(
+        update(a)
+        .where(a.c.id == asset_id)
+        .values(trashed_at=now_ms() if trashed else None, version=version, updated_at=now_ms())
+    )
+    tx.record(owner_id, "asset", asset_id, "upsert", version)
+    return True
 
 
 def count_assets(conn: Connection, status: str | None = None) -> int:

@@ -24,6 +24,7 @@ from sqlalchemy import and_, delete, exists, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from gallerysync.catalog import schema
+from gallerysync.catalog.assets import asset_summaries
 from gallerysync.catalog.db import Catalog
 from gallerysync.domain import now_ms
 from gallerysync.errors import GallerySyncError, InvalidInputError
@@ -154,7 +155,7 @@ def _current_states(
         wanted.setdefault(row["entity_type"], set()).add(row["entity_id"])
     states: dict[tuple[str, str], dict[str, Any] | None] = {}
     if ids := sorted(wanted.get("asset", ())):
-        for state in _asset_states(conn, ids):
+        for state in asset_summaries(conn, ids):
             states[("asset", state["id"])] = state
     if ids := sorted(wanted.get("source", ())):
         s = schema.sources
@@ -167,42 +168,6 @@ def _current_states(
         for r in conn.execute(select(u.c.id, u.c.name).where(u.c.id.in_(ids))).mappings():
             states[("user", r["id"])] = dict(r)
     return states
-
-
-def _asset_states(conn: Connection, ids: list[str]) -> list[dict[str, Any]]:
-    """The asset summary a gallery needs to draw a tile without another request."""
-    a, o = schema.assets, schema.origins
-    out: list[dict[str, Any]] = []
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        origins: dict[str, list[dict[str, Any]]] = {}
-        for r in conn.execute(
-            select(o.c.asset_id, o.c.source_id, o.c.remote_id, o.c.status).where(
-                o.c.asset_id.in_(chunk)
-            )
-        ).mappings():
-            origins.setdefault(r["asset_id"], []).append(
-                {"source_id": r["source_id"], "path": r["remote_id"], "status": r["status"]}
-            )
-        for r in conn.execute(select(a).where(a.c.id.in_(chunk))).mappings():
-            out.append(
-                {
-                    "id": r["id"],
-                    "status": r["status"],
-                    "kind": r["kind"],
-                    "format": r["format"],
-                    "width": r["width"],
-                    "height": r["height"],
-                    "size": r["size"],
-                    "hash": r["hash"],
-                    "version": r["version"],
-                    "thumbnail": f"/api/assets/{r['id']}/thumbnail" if r["thumb_hash"] else None,
-                    "created_at": r["created_at"],
-                    "updated_at": r["updated_at"],
-                    "origins": origins.get(r["id"], []),
-                }
-            )
-    return out
 
 
 def compact(catalog: Catalog, *, tombstone_retention_ms: int) -> dict[str, int]:

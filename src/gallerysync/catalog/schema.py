@@ -99,6 +99,7 @@ assets = Table(
     Column("height", Integer),
     Column("size", BigInteger),
     Column("thumb_hash", String(64)),
+    Column("trashed_at", BigInteger),  # set by the user (DELETE /api/assets/{id}); restorable
     Column("version", Integer, nullable=False, default=1),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),

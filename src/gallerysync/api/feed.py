@@ -1,0 +1,147 @@
+"""Health and the change feed: `GET /api/changes` (pages) and `GET /api/changes/stream` (SSE).
+
+Both share one cursor. The stream is framed by hand on a streaming response (DESIGN §8:
+measured faster than sse-starlette under many clients): `?since=` on the first connection,
+`Last-Event-ID` after a reconnect; every event carries `id: <token>`; an `up-to-date` event
+marks the live point; an idle stream sends a comment heartbeat that also re-reads the head; a
+token that cannot be resumed gets `event: reset` with HTTP 200 (a 410 would make a browser's
+EventSource give up silently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query
+from starlette.responses import StreamingResponse
+
+from gallerysync.api.context import ApiContext, context
+from gallerysync.catalog.feed import (
+    MAX_PAGE,
+    FeedPage,
+    FeedResetError,
+    decode_token,
+    encode_token,
+    read_page,
+)
+
+__all__ = ["router"]
+
+router = APIRouter()
+STREAM_BATCH = 500
+Ctx = Annotated[ApiContext, Depends(context)]
+
+
+def _token(ctx: ApiContext, seq: int) -> str:
+    return encode_token(ctx.catalog.instance_id, ctx.catalog.epoch, seq)
+
+
+def _resolve_since(ctx: ApiContext, text: str | None) -> int:
+    if not text:
+        return 0
+    if text == "now":
+        return ctx.catalog.head()
+    return decode_token(text, ctx.catalog)
+
+
+def _read(ctx: ApiContext, since: int, limit: int) -> FeedPage:
+    with ctx.catalog.read() as conn:
+        return read_page(conn, scope=ctx.owner_id, since=since, limit=limit)
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz(ctx: Ctx) -> dict[str, Any]:
+    """Liveness, start-up scan state, sources, job counts."""
+    body: dict[str, Any] = {"status": "ok", "instance": ctx.catalog.instance_id}
+    if ctx.health_details is not None:
+        body.update(await asyncio.to_thread(ctx.health_details))
+    return body
+
+
+@router.get("/api/changes", tags=["changes"])
+async def changes(
+    ctx: Ctx,
+    since: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> dict[str, Any]:
+    """One page of the change feed after `since` (omitted: the beginning; `now`: the head)."""
+    position = await asyncio.to_thread(_resolve_since, ctx, since)
+    page = await asyncio.to_thread(_read, ctx, position, limit)
+    return {
+        "changes": [{**c, "token": _token(ctx, c["seq"])} for c in page.changes],
+        "next": _token(ctx, page.covers_to),
+        "up_to_date": page.up_to_date,
+        "covers": [_token(ctx, page.covers_from), _token(ctx, page.covers_to)],
+        "oldest_resumable": _token(ctx, page.oldest_resumable),
+    }
+
+
+@router.get("/api/changes/stream", tags=["changes"], response_class=StreamingResponse)
+async def stream(
+    ctx: Ctx,
+    since: Annotated[str | None, Query(max_length=64)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+) -> StreamingResponse:
+    """The change feed as Server-Sent Events (see docs/api.md)."""
+    try:
+        position = await asyncio.to_thread(_resolve_since, ctx, last_event_id or since)
+    except FeedResetError as exc:
+        return _sse(_reset_only(str(exc)))
+    return _sse(_events(ctx, position))
+
+
+async def _events(ctx: ApiContext, since: int) -> AsyncIterator[bytes]:
+    yield f"retry: {3000 + random.randint(0, 2000)}\n\n".encode()
+    cursor = since
+    live = False
+    while True:
+        try:
+            page = await asyncio.to_thread(_read, ctx, cursor, STREAM_BATCH)
+        except FeedResetError as exc:
+            yield _reset_event(str(exc))
+            return
+        entries: list[tuple[int, dict[str, Any] | None]] = [(c["seq"], c) for c in page.changes] + [
+            (seq, None) for seq in page.hidden
+        ]
+        for seq, change in sorted(entries, key=lambda e: e[0]):
+            if change is None:  # another owner's change: move the cursor, reveal nothing
+                yield f"id: {_token(ctx, seq)}\n\n".encode()
+            else:
+                yield (
+                    f"id: {_token(ctx, seq)}\nevent: change\ndata: ".encode()
+                    + orjson.dumps(change, option=orjson.OPT_NON_STR_KEYS)
+                    + b"\n\n"
+                )
+        cursor = page.covers_to
+        if not page.up_to_date:
+            continue
+        if not live:
+            live = True
+            head = _token(ctx, cursor)
+            yield (
+                f"id: {head}\nevent: up-to-date\ndata: ".encode()
+                + orjson.dumps({"head": head})
+                + b"\n\n"
+            )
+        if not await ctx.hub.wait_beyond(cursor, ctx.heartbeat_seconds):
+            yield b": heartbeat\n\n"
+
+
+def _reset_event(reason: str) -> bytes:
+    return b"event: reset\ndata: " + orjson.dumps({"reason": reason}) + b"\n\n"
+
+
+async def _reset_only(reason: str) -> AsyncIterator[bytes]:
+    yield _reset_event(reason)
+
+
+def _sse(body: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
