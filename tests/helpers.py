@@ -138,3 +138,32 @@ class ServeProcess:
         self.proc.kill()
         self.proc.wait(30)
         self._log_handle.close()
+
+
+def start_sync(home: Path, batch_size: int, **popen: Any) -> subprocess.Popen[str]:
+    """`gallerysync sync --json` as a subprocess, in small batches on one hashing thread, so
+    a test can catch it half-way."""
+    env = {
+        **os.environ,
+        "GALLERYSYNC_SCAN_BATCH_SIZE": str(batch_size),
+        "GALLERYSYNC_HASH_WORKERS": "1",
+    }
+    return subprocess.Popen(
+        [*GALLERYSYNC, "--home", str(home), "sync", "--json"], env=env, text=True, **popen
+    )
+
+
+def freeze_mid_scan(proc: subprocess.Popen[str], home: Path, at_least: int) -> int:
+    """Wait until the scan has committed `at_least` assets, then SIGSTOP it (frozen wherever
+    it is: mid-hash or mid-commit). Returns the assets committed at that moment."""
+    import signal
+    import sqlite3
+
+    raw = sqlite3.connect(home / "catalog.sqlite3", timeout=60, isolation_level=None)
+    try:
+        count = lambda: raw.execute("SELECT count(*) FROM assets").fetchone()[0]  # noqa: E731
+        wait_for(lambda: count() >= at_least, 60, "the scan to be under way")
+        proc.send_signal(signal.SIGSTOP)
+        return int(count())
+    finally:
+        raw.close()

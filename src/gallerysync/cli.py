@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -17,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gallerysync import __version__
+from gallerysync.catalog import Catalog
 from gallerysync.catalog.assets import get_asset, list_assets
 from gallerysync.catalog.feed import MAX_PAGE, decode_token, encode_token, read_page
 from gallerysync.catalog.sources import find_source, get_storage_dir, list_sources, remove_source
@@ -432,11 +434,11 @@ def changes_command(
         err.print(f"resume with --since {token}", highlight=False)
 
 
-def catalog_wait(catalog: Any, position: int, seconds: float = 0.5) -> None:
-    """Block until the head passes `position` (other processes' writes: a cheap head poll)."""
-    done = threading.Event()
+def catalog_wait(catalog: Catalog, position: int, seconds: float = 0.5) -> None:
+    """Block until the head passes `position`: other processes' writes reach this one only
+    through the database, so poll its head (one tiny query per half second)."""
     while catalog.head() <= position:
-        done.wait(seconds)
+        time.sleep(seconds)
 
 
 # --- maintenance ---------------------------------------------------------------------------

@@ -24,7 +24,6 @@ __all__ = [
     "Source",
     "SourceStatus",
     "StorageDir",
-    "SyncMode",
     "SyncRun",
     "new_id",
     "now_ms",
@@ -77,12 +76,6 @@ class JobStatus(enum.StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
-
-
-class SyncMode(enum.StrEnum):
-    FULL = "full"
-    SMART = "smart"
-    INCREMENTAL = "incremental"
 
 
 @dataclass(frozen=True)

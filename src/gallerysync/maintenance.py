@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.engine import Connection
 
 from gallerysync.blobs.local import LocalBlobStore
 from gallerysync.catalog import Catalog, schema
@@ -77,13 +78,13 @@ def inspect_storage(catalog: Catalog, blobs: LocalBlobStore) -> dict[str, Any]:
                     "symlinks_not_followed": symlinks,
                 }
             )
-        groups = _duplicate_groups(catalog)
+        groups = _duplicate_groups(conn)
         report["duplicate_groups"] = groups
         for sd_report in report["storage_dirs"]:
             sd_report["duplicate_groups"] = sum(
                 1 for g in groups if any(c["source"] == sd_report["source"] for c in g["copies"])
             )
-        referenced = _referenced_hashes(catalog)
+        referenced = _referenced_hashes(conn)
         total_count = 0
         total_bytes = 0
         orphans: list[str] = []
@@ -124,45 +125,39 @@ def inspect_storage(catalog: Catalog, blobs: LocalBlobStore) -> dict[str, Any]:
     return report
 
 
-def _duplicate_groups(catalog: Catalog) -> list[dict[str, Any]]:
+def _duplicate_groups(conn: Connection) -> list[dict[str, Any]]:
     """Assets whose bytes are present at more than one place (same or different storage dirs)."""
     origins, sources = schema.origins, schema.sources
-    with catalog.read() as conn:
-        dup_ids = [
-            r[0]
-            for r in conn.execute(
-                select(origins.c.asset_id)
-                .where(origins.c.status == "present")
-                .group_by(origins.c.asset_id)
-                .having(func.count() > 1)
-            )
-        ]
-        groups: dict[str, list[dict[str, str]]] = {}
-        for start in range(0, len(dup_ids), 500):
-            chunk = dup_ids[start : start + 500]
-            rows = conn.execute(
-                select(origins.c.asset_id, sources.c.name, origins.c.remote_id)
-                .join(sources, sources.c.id == origins.c.source_id)
-                .where(origins.c.asset_id.in_(chunk), origins.c.status == "present")
-                .order_by(origins.c.asset_id, sources.c.name, origins.c.remote_id)
-            )
-            for asset_id, source_name, remote_id in rows:
-                groups.setdefault(asset_id, []).append({"source": source_name, "path": remote_id})
+    dup_ids = [
+        r[0]
+        for r in conn.execute(
+            select(origins.c.asset_id)
+            .where(origins.c.status == "present")
+            .group_by(origins.c.asset_id)
+            .having(func.count() > 1)
+        )
+    ]
+    groups: dict[str, list[dict[str, str]]] = {}
+    for start in range(0, len(dup_ids), 500):
+        chunk = dup_ids[start : start + 500]
+        rows = conn.execute(
+            select(origins.c.asset_id, sources.c.name, origins.c.remote_id)
+            .join(sources, sources.c.id == origins.c.source_id)
+            .where(origins.c.asset_id.in_(chunk), origins.c.status == "present")
+            .order_by(origins.c.asset_id, sources.c.name, origins.c.remote_id)
+        )
+        for asset_id, source_name, remote_id in rows:
+            groups.setdefault(asset_id, []).append({"source": source_name, "path": remote_id})
     return [{"asset_id": k, "copies": v} for k, v in sorted(groups.items())]
 
 
-def _referenced_hashes(catalog: Catalog) -> set[str]:
+def _referenced_hashes(conn: Connection) -> set[str]:
     assets = schema.assets
-    with catalog.read() as conn:
-        hashes = {
-            r[0] for r in conn.execute(select(assets.c.hash).where(assets.c.hash.is_not(None)))
-        }
-        hashes |= {
-            r[0]
-            for r in conn.execute(
-                select(assets.c.thumb_hash).where(assets.c.thumb_hash.is_not(None))
-            )
-        }
+    hashes = {r[0] for r in conn.execute(select(assets.c.hash).where(assets.c.hash.is_not(None)))}
+    hashes |= {
+        r[0]
+        for r in conn.execute(select(assets.c.thumb_hash).where(assets.c.thumb_hash.is_not(None)))
+    }
     return hashes
 
 
@@ -202,7 +197,8 @@ def collect_garbage(
     report = GcReport(dry_run=dry_run)
     if not dry_run:
         report.temp_files = blobs.clean_temp()
-    referenced = _referenced_hashes(catalog)
+    with catalog.read() as conn:
+        referenced = _referenced_hashes(conn)
     cutoff = time.time() - grace_seconds
     candidates = [
         h for h in blobs.iter_hashes() if h not in referenced and blobs.mtime_of(h) < cutoff

@@ -109,7 +109,6 @@ def check_bind_host(host: str) -> None:
 @dataclass
 class _ServeState:
     scans_running: int = 0
-    scans_done: int = 0
     watchers: dict[str, tuple[SettleWatcher, asyncio.Task[None], asyncio.Event]] = field(
         default_factory=dict
     )
@@ -209,7 +208,6 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
             log.exception("start-up scan of %s failed", source.name)
         finally:
             state.scans_running -= 1
-            state.scans_done += 1
 
     def start_source(source: Source) -> None:
         watcher = folder_watcher(

@@ -9,9 +9,6 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from gallerysync.catalog import Catalog
 from gallerysync.catalog.assets import get_asset, insert_asset
@@ -22,18 +19,6 @@ from tests.catalog.support import THREAD_TIMEOUT, fake_hash, run_thread
 # How long writer 2 must stay blocked behind writer 1's SQLite write lock. Only a negative check:
 # it can never fail spuriously, it just proves writer 2 did not get in.
 BLOCKED_FOR = 0.5
-
-
-@pytest.fixture
-def two_catalogs(catalog_url: str) -> Iterator[tuple[Catalog, Catalog]]:
-    """Two independent handles (own engine, own in-process write lock) on one database."""
-    first = Catalog.open(catalog_url)
-    second = Catalog.open(catalog_url)
-    try:
-        yield first, second
-    finally:
-        first.close()
-        second.close()
 
 
 def _asset_row(catalog: Catalog, asset_id: str) -> dict[str, object]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -251,17 +250,6 @@ def test_job_counts_and_list(catalog: Catalog) -> None:
         assert [j.id for j in list_jobs(conn, status="failed")] == [failed.id]
         assert len(list_jobs(conn)) == 5
         assert len(list_jobs(conn, limit=2)) == 2
-
-
-@pytest.fixture
-def two_catalogs(catalog_url: str) -> Iterator[tuple[Catalog, Catalog]]:
-    first = Catalog.open(catalog_url)
-    second = Catalog.open(catalog_url)
-    try:
-        yield first, second
-    finally:
-        first.close()
-        second.close()
 
 
 def test_concurrent_claims_never_share_a_job(two_catalogs: tuple[Catalog, Catalog]) -> None:

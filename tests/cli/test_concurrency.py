@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import sqlite3
 import subprocess
 from pathlib import Path
 
-from tests.helpers import GALLERYSYNC, cli_json, run_cli, wait_for, write_image
+from tests.helpers import (
+    GALLERYSYNC,
+    cli_json,
+    freeze_mid_scan,
+    run_cli,
+    start_sync,
+    write_image,
+)
 
 
 def test_two_syncs_at_once_agree(tmp_path: Path) -> None:
@@ -41,26 +46,10 @@ def test_sigterm_stops_a_scan_after_its_batch(tmp_path: Path) -> None:
     for i in range(1500):
         write_image(root / f"{i}.png", i)
     run_cli(home, "source", "add", "folder", str(root))
-    env = {**os.environ, "GALLERYSYNC_SCAN_BATCH_SIZE": "20", "GALLERYSYNC_HASH_WORKERS": "1"}
-    proc = subprocess.Popen(
-        [*GALLERYSYNC, "--home", str(home), "sync", "--json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    raw = sqlite3.connect(home / "catalog.sqlite3", timeout=60, isolation_level=None)
-    try:
-        wait_for(
-            lambda: raw.execute("SELECT count(*) FROM assets").fetchone()[0] >= 40,
-            60,
-            "the scan to be under way",
-        )
-        proc.send_signal(signal.SIGSTOP)  # freeze it mid-scan, then ask it to stop
-        proc.send_signal(signal.SIGTERM)
-        proc.send_signal(signal.SIGCONT)
-    finally:
-        raw.close()
+    proc = start_sync(home, 20, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    freeze_mid_scan(proc, home, 40)  # frozen mid-scan, then asked to stop
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGCONT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     (report,) = __import__("json").loads(stdout)

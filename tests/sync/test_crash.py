@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -13,7 +11,15 @@ from sqlalchemy import func, select
 from gallerysync.blobs.hashing import hash_file
 from gallerysync.blobs.local import LocalBlobStore
 from gallerysync.catalog import Catalog, schema
-from tests.helpers import GALLERYSYNC, ServeProcess, cli_json, run_cli, wait_for, write_image
+from tests.helpers import (
+    ServeProcess,
+    cli_json,
+    freeze_mid_scan,
+    run_cli,
+    start_sync,
+    wait_for,
+    write_image,
+)
 
 
 def _open(home: Path) -> Catalog:
@@ -52,28 +58,12 @@ def test_scan_killed_half_way_then_rerun_is_consistent(tmp_path: Path) -> None:
     for i in range(total):
         write_image(root / f"d{i % 20}" / f"{i}.png", i)
     run_cli(home, "source", "add", "folder", str(root))
-    env = {**os.environ, "GALLERYSYNC_SCAN_BATCH_SIZE": "25", "GALLERYSYNC_HASH_WORKERS": "1"}
-    proc = subprocess.Popen(
-        [*GALLERYSYNC, "--home", str(home), "sync", "--json"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    raw = sqlite3.connect(home / "catalog.sqlite3", timeout=60, isolation_level=None)
+    proc = start_sync(home, 25, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(
-            lambda: raw.execute("SELECT count(*) FROM assets").fetchone()[0] >= 50,
-            60,
-            "the scan to be under way",
-        )
-        proc.send_signal(signal.SIGSTOP)  # frozen wherever it is: mid-hash or mid-commit
-        partial = raw.execute("SELECT count(*) FROM assets").fetchone()[0]
+        partial = freeze_mid_scan(proc, home, 50)
+    finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-    finally:
-        raw.close()
-        if proc.poll() is None:
-            proc.kill()
     assert 0 < partial < total, "the kill must land half-way"
 
     (report,) = cli_json(home, "sync")

@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from gallerysync.catalog import schema
-from gallerysync.catalog.db import WriteTx
+from gallerysync.catalog.db import WriteTx, like_escape
 from gallerysync.domain import Asset, AssetStatus, Origin, OriginStatus, now_ms
 from gallerysync.errors import NotFoundError
 
@@ -424,7 +424,7 @@ def find_asset_ids(
             select(o.c.id).where(o.c.asset_id == a.c.id, o.c.source_id == source_id).exists()
         )
     if text:
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = "%" + like_escape(text) + "%"
         query = query.where(
             or_(
                 a.c.format.ilike(pattern, escape="\\"),

@@ -29,11 +29,16 @@ from gallerysync.catalog.engine import IMMEDIATE, make_engine, migrate
 from gallerysync.domain import new_id, now_ms
 from gallerysync.errors import BusyError
 
-__all__ = ["DEFAULT_OWNER", "Catalog", "WriteTx"]
+__all__ = ["DEFAULT_OWNER", "Catalog", "WriteTx", "like_escape"]
 
 log = logging.getLogger(__name__)
 DEFAULT_OWNER = "admin"
 LOCK_POLL_SECONDS = 0.2
+
+
+def like_escape(text: str) -> str:
+    """Escape `text` for a SQL LIKE pattern with `escape="\\"` (taken literally)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @dataclass

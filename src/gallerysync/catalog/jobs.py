@@ -89,7 +89,7 @@ def enqueue(
             )
             return True
     values = _new_job_row(kind, payload, dedupe_key, max_attempts, now)
-    return _insert_ignoring_duplicates(tx, [values]) == 1
+    return _insert_unless_duplicate(tx, values)
 
 
 def _new_job_row(
@@ -109,16 +109,16 @@ def _new_job_row(
     }
 
 
-def _insert_ignoring_duplicates(tx: WriteTx, rows: list[dict[str, Any]]) -> int:
-    """Insert job rows; a dedupe key another transaction inserted meanwhile is skipped, not an
-    error (two processes may ask for the same thumbnail at once)."""
+def _insert_unless_duplicate(tx: WriteTx, row: dict[str, Any]) -> bool:
+    """Insert a job row; a dedupe key another transaction inserted meanwhile is skipped, not an
+    error (two processes may ask for the same thumbnail at once). True when inserted."""
     dialect_insert = postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
     stmt = (
         dialect_insert(schema.jobs)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(schema.jobs.c.id)
     )
-    return sum(1 for row in rows if tx.conn.execute(stmt, row).first() is not None)
+    return tx.conn.execute(stmt, row).first() is not None
 
 
 def enqueue_many(

@@ -14,17 +14,19 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.engine import Connection
 
 from gallerysync.catalog import schema
-from gallerysync.catalog.db import WriteTx
+from gallerysync.catalog.db import WriteTx, like_escape
 from gallerysync.domain import now_ms
 
 __all__ = [
     "CacheEntry",
     "cache_errors",
+    "cached_paths_under",
     "delete_entries",
     "find_by_hash",
     "find_by_name",
     "load_cache",
     "load_known_stats",
+    "sample_cached_paths",
     "stat_signature",
     "upsert_entries",
 ]
@@ -125,6 +127,30 @@ def delete_entries(tx: WriteTx, sd_id: str, rel_paths: Sequence[str]) -> None:
         tx.conn.execute(delete(t).where(t.c.sd_id == sd_id, t.c.rel_path.in_(chunk)))
 
 
+def cached_paths_under(conn: Connection, sd_id: str, rel_paths: Sequence[str]) -> set[str]:
+    """The cached paths equal to, or below, each of `rel_paths` (a watcher batch touches a
+    handful of paths; loading the whole cache of a 100,000-file dir for it would not do)."""
+    t = schema.scan_cache
+    found: set[str] = set()
+    for start in range(0, len(rel_paths), 100):
+        conditions = [
+            or_(
+                t.c.rel_path == rel,
+                t.c.rel_path.like(like_escape(rel.rstrip("/")) + "/%", escape="\\"),
+            )
+            for rel in rel_paths[start : start + 100]
+        ]
+        rows = conn.execute(select(t.c.rel_path).where(t.c.sd_id == sd_id, or_(*conditions)))
+        found.update(r[0] for r in rows)
+    return found
+
+
+def sample_cached_paths(conn: Connection, sd_id: str, limit: int) -> list[str]:
+    t = schema.scan_cache
+    rows = conn.execute(select(t.c.rel_path).where(t.c.sd_id == sd_id).limit(limit))
+    return [r[0] for r in rows]
+
+
 def find_by_hash(conn: Connection, file_hash: str) -> list[tuple[str, str]]:
     """Every `(sd_id, rel_path)` whose last scan saw these bytes."""
     t = schema.scan_cache
@@ -137,14 +163,10 @@ def find_by_name(conn: Connection, name: str) -> list[tuple[str, str, str | None
     t = schema.scan_cache
     rows = conn.execute(
         select(t.c.sd_id, t.c.rel_path, t.c.hash).where(
-            or_(t.c.rel_path == name, t.c.rel_path.like("%/" + _escape_like(name), escape="\\"))
+            or_(t.c.rel_path == name, t.c.rel_path.like("%/" + like_escape(name), escape="\\"))
         )
     )
     return [(r[0], r[1], r[2]) for r in rows]
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def cache_errors(conn: Connection, sd_id: str) -> list[tuple[str, str]]:

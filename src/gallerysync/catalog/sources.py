@@ -9,6 +9,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from gallerysync.catalog import schema
+from gallerysync.catalog.assets import refresh_asset_status
 from gallerysync.catalog.db import WriteTx
 from gallerysync.domain import Source, SourceStatus, StorageDir, now_ms
 from gallerysync.errors import ConflictError, NotFoundError
@@ -123,8 +124,6 @@ def remove_source(tx: WriteTx, source: Source) -> int:
 
     Returns how many assets became missing. Assets themselves are kept (history, thumbnails).
     """
-    from gallerysync.catalog.assets import refresh_asset_status
-
     conn = tx.conn
     asset_ids = [
         r[0]
@@ -132,8 +131,7 @@ def remove_source(tx: WriteTx, source: Source) -> int:
             select(schema.origins.c.asset_id).where(schema.origins.c.source_id == source.id)
         )
     ]
-    for table in (schema.scan_cache,):
-        conn.execute(delete(table).where(table.c.sd_id == source.id))
+    conn.execute(delete(schema.scan_cache).where(schema.scan_cache.c.sd_id == source.id))
     for table in (schema.origins, schema.storage_dirs, schema.sync_state, schema.sync_runs):
         conn.execute(delete(table).where(table.c.source_id == source.id))
     conn.execute(delete(schema.sources).where(schema.sources.c.id == source.id))
@@ -151,6 +149,8 @@ def upsert_storage_dir(
     detail: str,
     scanned: bool = False,
 ) -> None:
+    """Record a storage dir's root and id-file state; writes nothing when it is unchanged
+    (every watcher batch re-checks the id file). `scanned` also stamps the scan time."""
     table = schema.storage_dirs
     values: dict[str, Any] = {
         "root": root,
@@ -158,13 +158,21 @@ def upsert_storage_dir(
         "alias_id": alias_id,
         "detail": detail,
     }
-    if scanned:
-        values["last_scan_at"] = now_ms()
-    exists = tx.conn.execute(select(table.c.source_id).where(table.c.source_id == source_id))
-    if exists.first():
-        tx.conn.execute(update(table).where(table.c.source_id == source_id).values(**values))
-    else:
+    current = (
+        tx.conn.execute(
+            select(table.c.root, table.c.id_file_status, table.c.alias_id, table.c.detail).where(
+                table.c.source_id == source_id
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if current is None:
         tx.conn.execute(insert(table).values(source_id=source_id, **values))
+    elif dict(current) != values:
+        tx.conn.execute(update(table).where(table.c.source_id == source_id).values(**values))
+    if scanned:
+        mark_scanned(tx, source_id)
 
 
 def mark_scanned(tx: WriteTx, source_id: str) -> None:

@@ -17,7 +17,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +27,14 @@ from gallerysync.catalog import Catalog, schema
 from gallerysync.catalog.assets import get_asset
 from gallerysync.catalog.runs import finish_run, start_run
 from gallerysync.catalog.scan_cache import (
+    cached_paths_under,
     find_by_hash,
     find_by_name,
-    load_cache,
     load_known_stats,
+    sample_cached_paths,
 )
 from gallerysync.catalog.sources import (
     create_source,
-    get_source,
     list_sources,
     mark_scanned,
     set_source_status,
@@ -45,13 +44,14 @@ from gallerysync.domain import OriginStatus, ScanCounts, Source, SourceStatus
 from gallerysync.errors import BusyError, InvalidInputError, SourceOfflineError, StorageDirError
 from gallerysync.sources.folder import KIND
 from gallerysync.sources.folder.media import MEDIA_EXTENSIONS, media_kind_for_name
-from gallerysync.sources.folder.sdid import SD_ID_FILE, resolve_sd_id, write_id_file
+from gallerysync.sources.folder.sdid import SD_ID_FILE, SdIdentity, resolve_sd_id, write_id_file
 from gallerysync.sources.folder.walk import (
     Examined,
     Listed,
     Outcome,
     WalkResult,
     examine,
+    listed_from_stat,
     root_state,
     walk,
 )
@@ -157,11 +157,11 @@ class FolderScan:
         Also keeps the `SD_ID` migration state in the catalog current.
         """
         reason = root_state(self.root)
+        identity: SdIdentity | None = None
         if reason is None:
             try:
                 identity = resolve_sd_id(self.root, {self.source.id}, create=False)
             except (StorageDirError, OSError) as exc:
-                identity = None
                 reason = str(exc)
             if identity is not None:
                 if identity.sd_id is None:
@@ -171,17 +171,16 @@ class FolderScan:
                         f"{self.root / SD_ID_FILE} holds {identity.sd_id}, not this "
                         f"source's {self.source.id}: another folder is mounted there"
                     )
-                if reason is None:
-                    with self.catalog.write() as tx:
-                        upsert_storage_dir(
-                            tx,
-                            source_id=self.source.id,
-                            root=str(self.root),
-                            id_file_status=identity.status,
-                            alias_id=identity.alias_id,
-                            detail=identity.detail,
-                        )
         with self.catalog.write() as tx:
+            if reason is None and identity is not None:
+                upsert_storage_dir(
+                    tx,
+                    source_id=self.source.id,
+                    root=str(self.root),
+                    id_file_status=identity.status,
+                    alias_id=identity.alias_id,
+                    detail=identity.detail,
+                )
             status = SourceStatus.OK if reason is None else SourceStatus.OFFLINE
             set_source_status(tx, self.source, status, reason or "")
         return reason
@@ -191,7 +190,7 @@ class FolderScan:
         (the catalog knows no file yet, or some files it knows are there); otherwise a
         different folder may be mounted at this path, and the source goes offline."""
         with self.catalog.read() as conn:
-            known = list(load_known_stats(conn, self.source.id))[:50]
+            known = sample_cached_paths(conn, self.source.id, 50)
         if known and not any(os.path.lexists(self.root / rel) for rel in known):
             return (
                 f"{self.root / SD_ID_FILE} is missing and none of the files the catalog "
@@ -232,13 +231,11 @@ class FolderScan:
     def run(self, walked: WalkResult | None = None, *, mode: str = "full") -> ScanReport:
         """Scan while holding the source's lock (waiting for another scan of it to finish,
         unless `cancel` is set meanwhile: then the report says `cancelled`)."""
-        with ExitStack() as stack:
-            try:
-                stack.enter_context(self.catalog.source_lock(self.source.id, cancel=self.cancel))
-            except BusyError as exc:
-                return ScanReport(self.source.name, "cancelled", ScanCounts(), 0.0, str(exc))
-            return self._run_locked(walked, mode)
-        raise AssertionError("unreachable")  # pragma: no cover - ExitStack never swallows here
+        try:
+            with self.catalog.source_lock(self.source.id, cancel=self.cancel):
+                return self._run_locked(walked, mode)
+        except BusyError as exc:  # only the lock raises it: cancelled while waiting
+            return ScanReport(self.source.name, "cancelled", ScanCounts(), 0.0, str(exc))
 
     def _run_locked(self, walked: WalkResult | None, mode: str) -> ScanReport:
         started = time.monotonic()
@@ -364,11 +361,11 @@ def _apply_paths_locked(
         return
     root = scan.root
     with catalog.read() as conn:
-        cache = load_cache(conn, source.id)
+        known = cached_paths_under(conn, source.id, rel_paths)
     listed: dict[str, Listed] = {}
     vanished: set[str] = set()
     for rel in dict.fromkeys(rel_paths):
-        _collect(root, rel, cache, listed, vanished)
+        _collect(root, rel, known, listed, vanished)
     for rel in [r for r in listed if r in skip and r not in rel_paths]:
         del listed[rel]
     if skip_newer_than_ns is not None:
@@ -400,11 +397,12 @@ def inside_root(root: Path, rel: str) -> bool:
 def _collect(
     root: Path,
     rel: str,
-    cache: dict[str, tuple[int, int, int, str | None, bool]],
+    known: set[str],
     listed: dict[str, Listed],
     vanished: set[str],
 ) -> None:
-    """Turn one watcher path into files to examine and paths that vanished."""
+    """Turn one watcher path into files to examine and paths that vanished (`known`: the
+    cached paths at or below it)."""
     path = root / rel
     prefix = rel.rstrip("/") + "/"
     if any(is_ignored_name(part) for part in Path(rel).parts):
@@ -412,7 +410,7 @@ def _collect(
     try:
         st = path.lstat()
     except FileNotFoundError:
-        vanished.update(k for k in cache if k == rel or k.startswith(prefix))
+        vanished.update(k for k in known if k == rel or k.startswith(prefix))
         return
     except OSError as exc:  # unreadable: say nothing about what is under it
         log.warning("%s: %s", path, exc)
@@ -429,13 +427,13 @@ def _collect(
         unreadable = [prefix + ("" if d == "." else d + "/") for d, _ in sub.dir_errors]
         vanished.update(
             k
-            for k in cache
+            for k in known
             if k.startswith(prefix) and k not in seen and not k.startswith(tuple(unreadable))
         )
         return
     if not stat.S_ISREG(st.st_mode) or media_kind_for_name(path.name) is None:
         return  # symlinks, FIFOs, sockets, devices, non-media
-    listed[rel] = Listed(rel, st.st_size, st.st_mtime_ns, st.st_ino & ((1 << 63) - 1))
+    listed[rel] = listed_from_stat(rel, st)
 
 
 def find_asset_file(catalog: Catalog, asset_id: str) -> Path | None:
@@ -490,16 +488,11 @@ def _verify_and_register(catalog: Catalog, source: Source, rel: str, wanted: str
         return False
     if not stat.S_ISREG(st.st_mode) or not inside_root(root, rel):
         return False
-    outcome = examine(root, Listed(rel, st.st_size, st.st_mtime_ns, st.st_ino & ((1 << 63) - 1)))
+    outcome = examine(root, listed_from_stat(rel, st))
     if getattr(outcome, "hash", None) != wanted:
         return False
-    apply_paths(catalog, get_source_fresh(catalog, source.id), [rel])
+    apply_paths(catalog, source, [rel])
     return True
-
-
-def get_source_fresh(catalog: Catalog, source_id: str) -> Source:
-    with catalog.read() as conn:
-        return get_source(conn, source_id)
 
 
 @dataclass
@@ -527,7 +520,7 @@ def import_files(catalog: Catalog, source: Source, paths: Sequence[str | Path]) 
         path = Path(raw).expanduser()
         try:
             st = path.stat()
-            listed = Listed(path.name, st.st_size, st.st_mtime_ns, st.st_ino & ((1 << 63) - 1))
+            listed = listed_from_stat(path.name, st)
         except OSError as exc:
             results.append(Imported(str(path), None, "error", exc.strerror or str(exc)))
             continue

@@ -129,7 +129,6 @@ def register_outcomes(
                 counts.updated += 1
             else:
                 counts.added += 1
-            origins[rel] = _replace_origin(origin, asset.id, rel)
             continue
         moved_from = None if created else _vanished_origin(candidates, asset.id, sid, vanished)
         if moved_from is not None:
@@ -149,23 +148,6 @@ def register_outcomes(
                 "asset_id": asset.id,
                 **file_values,
             }
-        )
-        origins[rel] = _replace_origin(
-            Origin(
-                id=origin_id,
-                source_id=sid,
-                remote_id=rel,
-                asset_id=asset.id,
-                status=OriginStatus.PRESENT,
-                path=rel,
-                size=listed.size,
-                mtime_ns=listed.mtime_ns,
-                version=0,
-                first_seen_at=now_ms(),
-                last_seen_at=now_ms(),
-            ),
-            asset.id,
-            rel,
         )
         touched.add(asset.id)
         if not created and asset.status == AssetStatus.MISSING:
@@ -268,19 +250,3 @@ def _vanished_origin(
         ):
             return origin
     return None
-
-
-def _replace_origin(origin: Origin, asset_id: str, rel: str) -> Origin:
-    return Origin(
-        id=origin.id,
-        source_id=origin.source_id,
-        remote_id=rel,
-        asset_id=asset_id,
-        status=OriginStatus.PRESENT,
-        path=rel,
-        size=origin.size,
-        mtime_ns=origin.mtime_ns,
-        version=origin.version + 1,
-        first_seen_at=origin.first_seen_at,
-        last_seen_at=now_ms(),
-    )

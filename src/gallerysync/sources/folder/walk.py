@@ -28,7 +28,7 @@ __all__ = [
     "Unstable",
     "WalkResult",
     "examine",
-    "rel_path_of",
+    "listed_from_stat",
     "root_state",
     "walk",
 ]
@@ -37,7 +37,6 @@ _READ_SIZE = 1 << 20
 _TAIL_SIZE = 1 << 16
 _HEAD_SIZE = 1 << 18
 _INODE_MASK = (1 << 63) - 1  # inodes must fit a signed BIGINT on every database
-_IGNORED_MEDIA_PREFIXES = IGNORED_PREFIXES
 
 
 class Listed(NamedTuple):
@@ -105,8 +104,9 @@ def root_state(root: Path) -> str | None:
     return None
 
 
-def rel_path_of(root: Path, path: Path) -> str:
-    return path.relative_to(root).as_posix()
+def listed_from_stat(rel_path: str, st: os.stat_result) -> Listed:
+    """A `Listed` for a file stat'ed outside a walk (watcher, discovery, import)."""
+    return Listed(rel_path, st.st_size, st.st_mtime_ns, st.st_ino & _INODE_MASK)
 
 
 def walk(root: Path, known: dict[str, int | None] | None = None) -> WalkResult:
@@ -144,7 +144,7 @@ def walk(root: Path, known: dict[str, int | None] | None = None) -> WalkResult:
                         if (
                             dot <= 0
                             or name[dot + 1 :].lower() not in media
-                            or name.startswith(_IGNORED_MEDIA_PREFIXES)
+                            or name.startswith(IGNORED_PREFIXES)
                         ):
                             if entry.is_symlink():
                                 result.symlinks += 1
