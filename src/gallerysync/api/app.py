@@ -8,6 +8,7 @@ One module per resource: `feed` (the change feed, pages and SSE), `assets`, `sou
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 
 from gallerysync import __version__
 from gallerysync.api import assets, feed, sources
@@ -25,6 +27,8 @@ from gallerysync.errors import GallerySyncError
 from gallerysync.events.hub import ChangeHub
 
 __all__ = ["OrjsonResponse", "create_app"]
+
+WEB_ROOT = Path(__file__).resolve().parent.parent / "web" / "static"
 
 
 class OrjsonResponse(JSONResponse):
@@ -86,4 +90,5 @@ def create_app(
     app.include_router(feed.router)
     app.include_router(assets.router)
     app.include_router(sources.router)
+    app.mount("/", StaticFiles(directory=WEB_ROOT, html=True), name="web")
     return app

@@ -1,0 +1,1 @@
+"""The web gallery: static files (no build step) served by `serve` at `/`."""
