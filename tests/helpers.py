@@ -93,8 +93,10 @@ def free_port() -> int:
 class ServeProcess:
     """A real `gallerysync serve` subprocess on a free loopback port."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self, home: Path, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.home = home
         self.log = home.parent / f"serve-{self.port}.log"
         home.mkdir(parents=True, exist_ok=True)
