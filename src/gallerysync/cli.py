@@ -22,6 +22,14 @@ from gallerysync.catalog import Catalog
 from gallerysync.catalog.assets import get_asset, list_assets
 from gallerysync.catalog.feed import MAX_PAGE, decode_token, encode_token, read_page
 from gallerysync.catalog.sources import find_source, get_storage_dir, list_sources, remove_source
+from gallerysync.catalog.users import (
+    add_user,
+    create_token,
+    get_user,
+    list_tokens,
+    list_users,
+    revoke_token,
+)
 from gallerysync.config import Settings, load_settings
 from gallerysync.domain import Asset
 from gallerysync.errors import GallerySyncError, InvalidInputError
@@ -39,7 +47,13 @@ app = typer.Typer(
 )
 source_app = typer.Typer(help="Add, list and remove sources.", no_args_is_help=True)
 assets_app = typer.Typer(help="Browse the catalog.", no_args_is_help=True)
+user_app = typer.Typer(help="Add and list users (each sees only their own sources).")
+token_app = typer.Typer(help="Create, list and revoke API tokens (bearer tokens for the API).")
+user_app.info.no_args_is_help = True
+token_app.info.no_args_is_help = True
 app.add_typer(source_app, name="source")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
 app.add_typer(assets_app, name="assets")
 
 out = Console()
@@ -105,6 +119,9 @@ def source_add(
     kind: Annotated[str, typer.Argument(help="Source kind: folder.")],
     target: Annotated[str, typer.Argument(help="For folder: the directory to catalog.")],
     name: Annotated[str | None, typer.Option("--name", help="Name (default: folder name).")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Owner (default: the local owner, admin).")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Add a source. `source add folder PATH` writes an SD_ID file into the folder."""
@@ -112,7 +129,11 @@ def source_add(
         _fail(f"unknown source kind {kind!r}; available: folder")
     runtime = _runtime(ctx)
     try:
-        source = add_folder(runtime.catalog, target, name)
+        owner_id = None
+        if user is not None:
+            with runtime.catalog.read() as conn:
+                owner_id = get_user(conn, user).id
+        source = add_folder(runtime.catalog, target, name, owner_id=owner_id)
         with runtime.catalog.read() as conn:
             sd = get_storage_dir(conn, source.id)
     finally:
@@ -496,6 +517,110 @@ def gc(
         out.print(f"{verb} {len(report.removed)} blobs ({report.bytes} bytes)")
 
 
+# --- users and tokens --------------------------------------------------------------------
+
+
+@user_app.command("add")
+def user_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="User name (unique).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a user. Give them a token with `gallerysync token create --user NAME`."""
+    runtime = _runtime(ctx)
+    try:
+        user = add_user(runtime.catalog, name)
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json({"id": user.id, "name": user.name, "created_at": user.created_at})
+    else:
+        out.print(f"added user [bold]{user.name}[/bold] ({user.id})")
+
+
+@user_app.command("list")
+def user_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List users."""
+    runtime = _runtime(ctx)
+    try:
+        with runtime.catalog.read() as conn:
+            users = list_users(conn)
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json([{"id": u.id, "name": u.name, "created_at": u.created_at} for u in users])
+        return
+    for user in users:
+        out.print(f"{user.name}\t{user.id}", highlight=False)
+
+
+@token_app.command("create")
+def token_create(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option("--user", help="The user the token acts as.")],
+    label: Annotated[str, typer.Option("--label", help="A note to recognise it by.")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a bearer token. It is printed once; only its SHA-256 is stored."""
+    runtime = _runtime(ctx)
+    try:
+        with runtime.catalog.read() as conn:
+            owner = get_user(conn, user)
+        secret, token = create_token(runtime.catalog, owner.id, label)
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json({"id": token.id, "user": owner.name, "label": label, "token": secret})
+    else:
+        err.print(f"token {token.id} for {owner.name} (shown once, keep it safe):")
+        out.print(secret, highlight=False)
+
+
+@token_app.command("list")
+def token_list(
+    ctx: typer.Context,
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's tokens.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List tokens (their ids and first characters; the secrets are not stored)."""
+    runtime = _runtime(ctx)
+    try:
+        with runtime.catalog.read() as conn:
+            names = {u.id: u.name for u in list_users(conn)}
+            user_id = get_user(conn, user).id if user else None
+            tokens = list_tokens(conn, user_id)
+    finally:
+        runtime.close()
+    rows = [
+        {
+            "id": t.id,
+            "user": names.get(t.user_id, t.user_id),
+            "label": t.label,
+            "prefix": t.prefix,
+            "created_at": t.created_at,
+        }
+        for t in tokens
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        out.print(f"{row['id']}\t{row['user']}\t{row['prefix']}…\t{row['label']}", highlight=False)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    ctx: typer.Context, token_id: Annotated[str, typer.Argument(help="Token id (token list).")]
+) -> None:
+    """Revoke a token; sessions signed in with it end too."""
+    runtime = _runtime(ctx)
+    try:
+        revoke_token(runtime.catalog, token_id)
+    finally:
+        runtime.close()
+    out.print(f"revoked {token_id}")
+
+
 # --- serve -------------------------------------------------------------------------------
 
 
@@ -503,7 +628,8 @@ def gc(
 def serve_command(
     ctx: typer.Context,
     host: Annotated[
-        str | None, typer.Option("--host", help="Bind address (loopback only).")
+        str | None,
+        typer.Option("--host", help="Bind address (non-loopback only with GALLERYSYNC_AUTH=on)."),
     ] = None,
     port: Annotated[int | None, typer.Option("--port", help="TCP port.", min=0, max=65535)] = None,
 ) -> None:
@@ -512,7 +638,7 @@ def serve_command(
     bind_host = host or settings.host
     bind_port = settings.port if port is None else port
     try:
-        check_bind_host(bind_host)
+        check_bind_host(bind_host, auth=settings.auth)
     except GallerySyncError as exc:
         _fail(str(exc), 2)
     runtime = open_runtime(settings)

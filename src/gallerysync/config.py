@@ -66,6 +66,13 @@ def _database_url(text: str) -> str:
     return text
 
 
+def _on_off(text: str) -> bool:
+    value = text.lower()
+    if value not in {"on", "off"}:
+        raise ValueError("must be on or off")
+    return value == "on"
+
+
 def _log_level(text: str) -> str:
     level = text.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -86,10 +93,18 @@ SETTINGS: tuple[Setting, ...] = (
         "host",
         "127.0.0.1",
         "GALLERYSYNC_HOST",
-        "Address `serve` binds to. Only loopback addresses are accepted until token auth lands.",
+        "Address `serve` binds to. A non-loopback address is refused unless `GALLERYSYNC_AUTH=on`.",
         str,
     ),
     Setting("port", "8765", "GALLERYSYNC_PORT", "TCP port `serve` listens on.", _port),
+    Setting(
+        "auth",
+        "off",
+        "GALLERYSYNC_AUTH",
+        "`on`: every API request needs a bearer token or a session cookie (`gallerysync token "
+        "create`). `off`: requests without credentials act as the local owner (loopback only).",
+        _on_off,
+    ),
     Setting(
         "settle_seconds",
         "2.0",
@@ -153,6 +168,7 @@ class Settings:
     database_url: str
     host: str
     port: int
+    auth: bool
     settle_seconds: float
     hash_workers: int
     scan_batch_size: int

@@ -2,6 +2,8 @@
 
     GallerySyncError            retryable? status
     ├── ConfigError             no         500   a setting does not validate; start-up stops
+    ├── UnauthenticatedError    no         401   no valid token or session where one is needed
+    ├── ForbiddenError          no         403   instance-wide state, for the local owner only
     ├── NotFoundError           no         404   a source, asset or job that does not exist
     ├── ConflictError           no         409   a name or folder already registered
     ├── InvalidInputError       no         422   bad input from a user or a client
@@ -9,7 +11,8 @@
     ├── StorageDirError         no         409   an SD_ID file that is malformed or foreign
     ├── SourceOfflineError      yes        503   a folder root vanished or is empty
     ├── BlobIntegrityError      no         422   bytes do not match their announced hash/size
-    └── BusyError               yes        503   another process holds the lock
+    ├── BusyError               yes        503   another process holds the lock
+    └── PayloadTooLargeError    no         413   a request body over the limit
 
 Each class says whether retrying can help (`retryable`) and which HTTP status the API answers
 with (`status`), so callers act on the class rather than on message text.
@@ -22,11 +25,14 @@ __all__ = [
     "BusyError",
     "ConfigError",
     "ConflictError",
+    "ForbiddenError",
     "GallerySyncError",
     "InvalidInputError",
     "NotFoundError",
+    "PayloadTooLargeError",
     "SourceOfflineError",
     "StorageDirError",
+    "UnauthenticatedError",
     "UnsafePathError",
 ]
 
@@ -46,6 +52,25 @@ class ConfigError(GallerySyncError):
 class NotFoundError(GallerySyncError):
     status = 404
     code = "not_found"
+
+
+class UnauthenticatedError(GallerySyncError):
+    """No valid credentials (a bearer token or a session cookie) where they are required."""
+
+    status = 401
+    code = "unauthenticated"
+
+
+class ForbiddenError(GallerySyncError):
+    """Authenticated, but the resource is not this user's to see (instance-wide state)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class PayloadTooLargeError(GallerySyncError):
+    status = 413
+    code = "payload_too_large"
 
 
 class ConflictError(GallerySyncError):

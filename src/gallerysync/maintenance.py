@@ -27,11 +27,18 @@ from gallerysync.sources.folder.walk import root_state, walk
 __all__ = ["GcReport", "collect_garbage", "inspect_storage"]
 
 
-def inspect_storage(catalog: Catalog, blobs: LocalBlobStore) -> dict[str, Any]:
-    """A JSON-ready report: per storage dir, blob store totals, jobs."""
-    report: dict[str, Any] = {"storage_dirs": [], "blobs": {}, "jobs": {}}
+def inspect_storage(
+    catalog: Catalog, blobs: LocalBlobStore, *, owner_id: str | None = None
+) -> dict[str, Any]:
+    """A JSON-ready report: per storage dir, duplicates, asset counts, and the instance-wide
+    blob store and jobs. With `owner_id`, only that user's storage dirs, duplicates and
+    counts; the instance-wide parts (which are nobody's in particular) only for the local
+    owner."""
+    report: dict[str, Any] = {"storage_dirs": [], "blobs": None, "jobs": None}
     with catalog.read() as conn:
-        sources = list_sources(conn, KIND)
+        sources = [
+            s for s in list_sources(conn, KIND) if owner_id is None or s.owner_id == owner_id
+        ]
         for source in sources:
             sd = get_storage_dir(conn, source.id)
             origins = schema.origins
@@ -78,12 +85,19 @@ def inspect_storage(catalog: Catalog, blobs: LocalBlobStore) -> dict[str, Any]:
                     "symlinks_not_followed": symlinks,
                 }
             )
-        groups = _duplicate_groups(conn)
+        groups = _duplicate_groups(conn, owner_id)
         report["duplicate_groups"] = groups
         for sd_report in report["storage_dirs"]:
             sd_report["duplicate_groups"] = sum(
                 1 for g in groups if any(c["source"] == sd_report["source"] for c in g["copies"])
             )
+        assets = schema.assets
+        by_status = select(assets.c.status, func.count()).group_by(assets.c.status)
+        if owner_id is not None:
+            by_status = by_status.where(assets.c.owner_id == owner_id)
+        report["assets"] = {status: int(n) for status, n in conn.execute(by_status)}
+        if owner_id is not None and owner_id != catalog.default_owner_id:
+            return report
         referenced = _referenced_hashes(conn)
         total_count = 0
         total_bytes = 0
@@ -116,27 +130,23 @@ def inspect_storage(catalog: Catalog, blobs: LocalBlobStore) -> dict[str, Any]:
                 for j in failed
             ],
         }
-        report["assets"] = {
-            status: int(n)
-            for status, n in conn.execute(
-                select(schema.assets.c.status, func.count()).group_by(schema.assets.c.status)
-            )
-        }
     return report
 
 
-def _duplicate_groups(conn: Connection) -> list[dict[str, Any]]:
+def _duplicate_groups(conn: Connection, owner_id: str | None) -> list[dict[str, Any]]:
     """Assets whose bytes are present at more than one place (same or different storage dirs)."""
     origins, sources = schema.origins, schema.sources
-    dup_ids = [
-        r[0]
-        for r in conn.execute(
-            select(origins.c.asset_id)
-            .where(origins.c.status == "present")
-            .group_by(origins.c.asset_id)
-            .having(func.count() > 1)
+    query = (
+        select(origins.c.asset_id)
+        .where(origins.c.status == "present")
+        .group_by(origins.c.asset_id)
+        .having(func.count() > 1)
+    )
+    if owner_id is not None:
+        query = query.join(schema.assets, schema.assets.c.id == origins.c.asset_id).where(
+            schema.assets.c.owner_id == owner_id
         )
-    ]
+    dup_ids = [r[0] for r in conn.execute(query)]
     groups: dict[str, list[dict[str, str]]] = {}
     for start in range(0, len(dup_ids), 500):
         chunk = dup_ids[start : start + 500]

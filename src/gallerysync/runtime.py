@@ -91,18 +91,20 @@ def open_runtime(settings: Settings) -> Runtime:
     return Runtime(settings, catalog, blobs)
 
 
-def check_bind_host(host: str) -> None:
-    """Refuse non-loopback addresses: there is no authentication yet to protect them."""
+def check_bind_host(host: str, *, auth: bool) -> None:
+    """Refuse a non-loopback address unless auth is on: without it, anyone who can reach the
+    port would act as the local owner."""
     if host == "localhost":
         return
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError as exc:
         raise ConfigError(f"--host {host!r} is not an IP address") from exc
-    if not loopback:
+    if not loopback and not auth:
         raise ConfigError(
-            f"refusing to bind {host}: gallerysync has no token authentication yet, so it only "
-            "listens on loopback addresses (127.0.0.1, ::1)"
+            f"refusing to bind {host} with auth off: anyone reaching it would act as the local "
+            "owner. Set GALLERYSYNC_AUTH=on (and create users and tokens: gallerysync user add, "
+            "gallerysync token create), or bind a loopback address (127.0.0.1, ::1)"
         )
 
 
@@ -131,7 +133,7 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
         def capture_signals(self) -> Iterator[None]:
             yield
 
-    check_bind_host(host)
+    check_bind_host(host, auth=runtime.settings.auth)
     state = _ServeState()
     stop = asyncio.Event()
     cancel_scans = threading.Event()
@@ -179,6 +181,7 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
         hub,
         blobs=runtime.blobs,
         heartbeat_seconds=settings.heartbeat_seconds,
+        auth_required=settings.auth,
         health_details=health_details,
         start_sync=start_sync,
     )

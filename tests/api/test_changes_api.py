@@ -63,7 +63,9 @@ def test_paging_is_complete_and_resumable(sqlite_catalog: Catalog, tmp_path: Pat
     write_image(root / "late.png", 99)
     FolderScan(sqlite_catalog, source).run()
     (resumed,) = _pages(sqlite_catalog, limit=50, since=last)
-    assert [c["data"]["format"] for c in resumed["changes"]] == ["PNG"]
+    assert [c["data"]["format"] for c in resumed["changes"] if c["type"] == "asset"] == ["PNG"]
+    runs = [c["data"] for c in resumed["changes"] if c["type"] == "sync_run"]
+    assert runs and runs[-1]["status"] == "ok" and runs[-1]["source_id"] == source.id
 
 
 def test_since_now_bad_input_and_foreign_tokens(sqlite_catalog: Catalog) -> None:

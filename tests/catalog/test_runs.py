@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
 from gallerysync.catalog import Catalog, schema
 from gallerysync.catalog.runs import finish_run, list_runs, set_sync_state, start_run
 from gallerysync.domain import new_id, now_ms
+from gallerysync.errors import NotFoundError
 from tests.catalog.support import make_source, row_count
 
 
@@ -73,7 +73,7 @@ def test_list_runs_newest_first_filtered_and_limited(catalog: Catalog) -> None:
 
 
 def test_run_needs_existing_source(catalog: Catalog) -> None:
-    with pytest.raises(IntegrityError):
+    with pytest.raises(NotFoundError):
         start_run(catalog, new_id(), "full")
     assert row_count(catalog, schema.sync_runs) == 0
 

@@ -138,9 +138,12 @@ def test_cli_changes_tails_the_feed(tmp_path: Path) -> None:
     run_cli(home, "source", "add", "folder", str(root))
     run_cli(home, "sync")
     lines = [json.loads(line) for line in run_cli(home, "changes", "--json").stdout.splitlines()]
-    assert [c["type"] for c in lines[:-1]] == ["user", "source", "asset"]
+    assert [c["type"] for c in lines[:-1] if c["type"] != "sync_run"] == ["user", "source", "asset"]
+    run = [c for c in lines[:-1] if c["type"] == "sync_run"][-1]["data"]
+    assert run["status"] == "ok" and run["counts"]["added"] == 1 and run["progress"] is None
     resume = lines[-1]["next"]
     write_image(root / "b.jpg", 2)
     run_cli(home, "sync")
     more = run_cli(home, "changes", "--json", "--since", resume).stdout.splitlines()
-    assert [json.loads(x)["data"]["origins"][0]["path"] for x in more[:-1]] == ["b.jpg"]
+    more_assets = [json.loads(x) for x in more[:-1] if json.loads(x)["type"] == "asset"]
+    assert [x["data"]["origins"][0]["path"] for x in more_assets] == ["b.jpg"]

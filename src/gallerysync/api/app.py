@@ -17,16 +17,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gallerysync import __version__
-from gallerysync.api import assets, feed, sources
+from gallerysync.api import assets, auth, feed, sources
 from gallerysync.api.context import ApiContext
 from gallerysync.blobs.local import LocalBlobStore
 from gallerysync.catalog import Catalog
-from gallerysync.errors import GallerySyncError
+from gallerysync.errors import GallerySyncError, PayloadTooLargeError
 from gallerysync.events.hub import ChangeHub
 
 __all__ = ["OrjsonResponse", "create_app"]
+MAX_BODY_BYTES = 64 * 1024
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web" / "static"
 
@@ -36,6 +38,50 @@ class OrjsonResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+class BodyLimit:
+    """Refuse request bodies over `max_bytes` with 413 before a route reads them: declared
+    lengths up front, chunked bodies as they arrive (no client decides how much we buffer)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+        refused = False
+
+        async def limited() -> Message:
+            # Over the limit: answer 413 here and tell the app the client left, so whatever
+            # the app then tries to send is dropped.
+            nonlocal seen, refused
+            message = await receive()
+            if message["type"] == "http.request" and not refused:
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    refused = True
+                    await self._refuse(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, limited, guarded_send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = PayloadTooLargeError(f"request body over {self.max_bytes} bytes")
+        response = OrjsonResponse(error_body(error.code, str(error)), status_code=error.status)
+        await response(scope, receive, send)
 
 
 def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
@@ -48,10 +94,12 @@ def create_app(
     *,
     blobs: LocalBlobStore,
     heartbeat_seconds: float,
+    auth_required: bool = False,
     health_details: Callable[[], dict[str, Any]] | None = None,
     start_sync: Callable[[str, str], None] | None = None,
 ) -> FastAPI:
-    """Build the app. Until auth lands every request acts as the catalog's local owner."""
+    """Build the app. With `auth_required` every API request needs a token or a session;
+    without it, requests that carry no credentials act as the catalog's local owner."""
     app = FastAPI(
         title="gallerysync",
         version=__version__,
@@ -68,7 +116,9 @@ def create_app(
         owner_id=catalog.default_owner_id,
         health_details=health_details,
         start_sync=start_sync,
+        auth_required=auth_required,
     )
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     @app.exception_handler(GallerySyncError)
     async def domain_error(_request: Request, exc: GallerySyncError) -> OrjsonResponse:
@@ -87,6 +137,7 @@ def create_app(
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return OrjsonResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
+    app.include_router(auth.router)
     app.include_router(feed.router)
     app.include_router(assets.router)
     app.include_router(sources.router)

@@ -1,7 +1,14 @@
-"""What every route needs, set once on the app (the composition root fills it in)."""
+"""What every route needs: the app-wide services plus the caller, resolved per request.
+
+The caller is the user a request acts as: the one its bearer token or session cookie names;
+without credentials, the local owner when auth is off, else 401. Routes read `ctx.owner_id`
+only, so scoping every endpoint and the feed by user is one dependency.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -10,9 +17,13 @@ from starlette.requests import Request
 
 from gallerysync.blobs.local import LocalBlobStore
 from gallerysync.catalog import Catalog
+from gallerysync.catalog.users import user_for_session, user_for_token
+from gallerysync.errors import UnauthenticatedError
 from gallerysync.events.hub import ChangeHub
 
-__all__ = ["ApiContext", "context"]
+__all__ = ["SESSION_COOKIE", "ApiContext", "context", "resolve_caller"]
+
+SESSION_COOKIE = "gallerysync_session"
 
 
 @dataclass(frozen=True)
@@ -24,9 +35,43 @@ class ApiContext:
     owner_id: str
     health_details: Callable[[], dict[str, Any]] | None
     start_sync: Callable[[str, str], None] | None
+    auth_required: bool = False
+    authenticated: bool = False
 
 
-def context(request: Request) -> ApiContext:
-    ctx = request.app.state.ctx
-    assert isinstance(ctx, ApiContext)
-    return ctx
+def _lookup(catalog: Catalog, bearer: str | None, session: str | None) -> str | None:
+    with catalog.read() as conn:
+        if bearer is not None:
+            return user_for_token(conn, bearer)
+        assert session is not None
+        return user_for_session(conn, session)
+
+
+async def resolve_caller(app_ctx: ApiContext, request: Request) -> ApiContext:
+    """The app context with `owner_id` set to the caller. A bearer token wins over a cookie;
+    a credential that is present but wrong is refused even when auth is off (a client that
+    sends one expects to act as its user, never silently as the owner)."""
+    header = request.headers.get("authorization")
+    bearer: str | None = None
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise UnauthenticatedError("the Authorization header must be `Bearer TOKEN`")
+        bearer = value.strip()
+    session = request.cookies.get(SESSION_COOKIE) if bearer is None else None
+    if bearer is None and not session:
+        if app_ctx.auth_required:
+            raise UnauthenticatedError("sign in: send `Authorization: Bearer TOKEN`")
+        return app_ctx
+    user_id = await asyncio.to_thread(_lookup, app_ctx.catalog, bearer, session)
+    if user_id is None:
+        raise UnauthenticatedError(
+            "unknown or revoked token" if bearer is not None else "the session has expired"
+        )
+    return dataclasses.replace(app_ctx, owner_id=user_id, authenticated=True)
+
+
+async def context(request: Request) -> ApiContext:
+    app_ctx = request.app.state.ctx
+    assert isinstance(app_ctx, ApiContext)
+    return await resolve_caller(app_ctx, request)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import StreamingResponse
 
 from gallerysync.api.context import ApiContext, context
@@ -54,10 +54,13 @@ def _read(ctx: ApiContext, since: int, limit: int) -> FeedPage:
 
 
 @router.get("/healthz", tags=["health"])
-async def healthz(ctx: Ctx) -> dict[str, Any]:
-    """Liveness, start-up scan state, sources, job counts."""
+async def healthz(request: Request) -> dict[str, Any]:
+    """Liveness for anyone; with auth off also start-up scan state, sources and job counts
+    (with auth on those would show every user's sources, so they are left out)."""
+    ctx = request.app.state.ctx
+    assert isinstance(ctx, ApiContext)
     body: dict[str, Any] = {"status": "ok", "instance": ctx.catalog.instance_id}
-    if ctx.health_details is not None:
+    if ctx.health_details is not None and not ctx.auth_required:
         body.update(await asyncio.to_thread(ctx.health_details))
     return body
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -13,7 +14,7 @@ from gallerysync.catalog.jobs import job_counts, list_jobs
 from gallerysync.catalog.runs import list_runs
 from gallerysync.catalog.sources import find_source, get_storage_dir, list_sources, remove_source
 from gallerysync.domain import Source
-from gallerysync.errors import ConflictError, InvalidInputError
+from gallerysync.errors import ConflictError, ForbiddenError, NotFoundError
 from gallerysync.maintenance import inspect_storage
 from gallerysync.sync.folder import add_folder
 
@@ -60,7 +61,7 @@ def _one(ctx: ApiContext, name_or_id: str) -> Source:
     with ctx.catalog.read() as conn:
         source = find_source(conn, name_or_id)
     if source.owner_id != ctx.owner_id:
-        raise InvalidInputError(f"no source named {name_or_id!r}")
+        raise NotFoundError(f"no source {name_or_id!r}")
     return source
 
 
@@ -77,7 +78,9 @@ async def add_source(ctx: Ctx, body: NewSource) -> dict[str, Any]:
     """Add a folder of this machine (its SD_ID file is written or migrated)."""
 
     def run() -> dict[str, Any]:
-        return _source_json(ctx, add_folder(ctx.catalog, body.path, body.name))
+        return _source_json(
+            ctx, add_folder(ctx.catalog, body.path, body.name, owner_id=ctx.owner_id)
+        )
 
     return await asyncio.to_thread(run)
 
@@ -128,6 +131,9 @@ async def jobs(
     status: Annotated[str | None, Query(pattern="^(pending|running|done|failed)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
+    if ctx.owner_id != ctx.catalog.default_owner_id:
+        raise ForbiddenError("the job queue is the instance's; only the local owner sees it")
+
     def run() -> dict[str, Any]:
         with ctx.catalog.read() as conn:
             return {
@@ -143,4 +149,6 @@ async def jobs(
 @router.get("/inspect")
 async def inspect(ctx: Ctx) -> dict[str, Any]:
     """What `gallerysync inspect` shows: per storage dir, blobs, jobs."""
-    return await asyncio.to_thread(inspect_storage, ctx.catalog, ctx.blobs)
+    return await asyncio.to_thread(
+        functools.partial(inspect_storage, ctx.catalog, ctx.blobs, owner_id=ctx.owner_id)
+    )

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from gallerysync.catalog import schema
 from gallerysync.catalog.assets import asset_summaries
 from gallerysync.catalog.db import Catalog
+from gallerysync.catalog.runs import run_states
 from gallerysync.domain import now_ms
 from gallerysync.errors import GallerySyncError, InvalidInputError
 
@@ -163,6 +164,9 @@ def _current_states(
             select(s.c.id, s.c.name, s.c.kind, s.c.status, s.c.status_detail).where(s.c.id.in_(ids))
         ).mappings():
             states[("source", r["id"])] = dict(r)
+    if ids := sorted(wanted.get("sync_run", ())):
+        for state in run_states(conn, ids):
+            states[("sync_run", state["id"])] = state
     if ids := sorted(wanted.get("user", ())):
         u = schema.users
         for r in conn.execute(select(u.c.id, u.c.name).where(u.c.id.in_(ids))).mappings():

@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "api_tokens",
     "assets",
     "blobs",
     "changes",
@@ -29,6 +30,7 @@ __all__ = [
     "metadata",
     "origins",
     "scan_cache",
+    "sessions",
     "sources",
     "storage_dirs",
     "sync_runs",
@@ -58,6 +60,27 @@ users = Table(
     Column("id", String(36), primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
     Column("created_at", BigInteger, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("label", String(200), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("secret_hash", String(64), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("token_id", String(36), ForeignKey("api_tokens.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
 )
 
 sources = Table(
@@ -158,6 +181,7 @@ sync_runs = Table(
     Column("counts", Text, nullable=False, default="{}"),
     Column("error", Text),
     Column("pid", Integer),
+    Column("progress", Text),  # JSON {"done", "total"} while running
     Index(None, "source_id", "started_at"),
 )
 

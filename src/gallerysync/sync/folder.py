@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from gallerysync.blobs.hashing import content_name, hash_file
 from gallerysync.catalog import Catalog, schema
 from gallerysync.catalog.assets import get_asset
-from gallerysync.catalog.runs import finish_run, start_run
+from gallerysync.catalog.runs import finish_run, record_progress, start_run
 from gallerysync.catalog.scan_cache import (
     cached_paths_under,
     find_by_hash,
@@ -90,8 +90,11 @@ class ScanReport:
         }
 
 
-def add_folder(catalog: Catalog, path: str | Path, name: str | None = None) -> Source:
-    """Register a folder as a source, writing (or migrating) its `SD_ID` file."""
+def add_folder(
+    catalog: Catalog, path: str | Path, name: str | None = None, *, owner_id: str | None = None
+) -> Source:
+    """Register a folder as a source of `owner_id` (default: the local owner), writing (or
+    migrating) its `SD_ID` file."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise InvalidInputError(f"{root} is not a directory")
@@ -114,7 +117,7 @@ def add_folder(catalog: Catalog, path: str | Path, name: str | None = None) -> S
             source_id=identity.sd_id,
             kind=KIND,
             name=chosen,
-            owner_id=catalog.default_owner_id,
+            owner_id=owner_id or catalog.default_owner_id,
             options={"root": str(root)},
         )
         upsert_storage_dir(
@@ -150,6 +153,7 @@ class FolderScan:
         self.max_attempts = max_attempts
         self.cancel = cancel or threading.Event()
         self.progress = progress
+        self.run_id: str | None = None
 
     def check_online(self) -> str | None:
         """None when the root is mounted and is this storage dir; else why it is offline.
@@ -240,7 +244,7 @@ class FolderScan:
     def _run_locked(self, walked: WalkResult | None, mode: str) -> ScanReport:
         started = time.monotonic()
         counts = ScanCounts()
-        run_id = start_run(self.catalog, self.source.id, mode)
+        run_id = self.run_id = start_run(self.catalog, self.source.id, mode)
         try:
             offline = self.check_online()
             if offline is not None:
@@ -303,21 +307,30 @@ class FolderScan:
                 done += 1
                 done_bytes += outcome.listed.size
                 if len(batch) >= self.batch_size:
-                    self._register(batch, vanished, counts)
+                    self._register(batch, vanished, counts, (done, total))
                     batch = []
                 if self.progress is not None and (done % 64 == 0 or done == total):
                     self.progress(done, total, done_bytes)
         if batch:
-            self._register(batch, vanished, counts)
+            self._register(batch, vanished, counts, (done, total))
         if self.progress is not None:
             self.progress(total, total, done_bytes)
         return not self.cancel.is_set()
 
-    def _register(self, batch: Sequence[Outcome], vanished: set[str], counts: ScanCounts) -> None:
+    def _register(
+        self,
+        batch: Sequence[Outcome],
+        vanished: set[str],
+        counts: ScanCounts,
+        progress: tuple[int, int],
+    ) -> None:
+        """One batch in one transaction, with the run's progress (so the feed shows it)."""
         with self.catalog.write() as tx:
             register_outcomes(
                 tx, self.source, batch, vanished, counts, max_attempts=self.max_attempts
             )
+            if self.run_id is not None:
+                record_progress(tx, self.source, self.run_id, *progress)
 
 
 def apply_paths(
