@@ -119,6 +119,7 @@ def create_app(
         auth_required=auth_required,
     )
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.state.fanout = feed.FeedFanout(catalog, hub)
 
     @app.exception_handler(GallerySyncError)
     async def domain_error(_request: Request, exc: GallerySyncError) -> OrjsonResponse:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import OrderedDict
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
@@ -20,6 +22,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import StreamingResponse
 
 from gallerysync.api.context import ApiContext, context
+from gallerysync.catalog import Catalog
 from gallerysync.catalog.feed import (
     MAX_PAGE,
     FeedPage,
@@ -28,8 +31,9 @@ from gallerysync.catalog.feed import (
     encode_token,
     read_page,
 )
+from gallerysync.events.hub import ChangeHub
 
-__all__ = ["router"]
+__all__ = ["FeedFanout", "router"]
 
 router = APIRouter()
 STREAM_BATCH = 500
@@ -86,6 +90,7 @@ async def changes(
 @router.get("/api/changes/stream", tags=["changes"], response_class=StreamingResponse)
 async def stream(
     ctx: Ctx,
+    request: Request,
     since: Annotated[str | None, Query(max_length=64)] = None,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
 ) -> StreamingResponse:
@@ -94,31 +99,94 @@ async def stream(
         position = await asyncio.to_thread(_resolve_since, ctx, last_event_id or since)
     except FeedResetError as exc:
         return _sse(_reset_only(str(exc)))
-    return _sse(_events(ctx, position))
+    return _sse(_events(ctx, request.app.state.fanout, position))
 
 
-async def _events(ctx: ApiContext, since: int) -> AsyncIterator[bytes]:
+def _retrieve(future: asyncio.Future[SharedPage]) -> None:
+    """Mark a failed read's exception as seen (its waiters re-raise it themselves)."""
+    if not future.cancelled():
+        future.exception()
+
+
+@dataclass(frozen=True)
+class SharedPage:
+    """One read of the feed, framed once for every stream: each entry as the full event
+    (for its owner) and as the bare `id:` line (for everyone else)."""
+
+    entries: list[tuple[str, bytes, bytes]]  # (scope, change event, id-only event)
+    covers_to: int
+    up_to_date: bool
+
+
+class FeedFanout:
+    """Streams at the same position share one read and one framing.
+
+    When a commit wakes a thousand streams they all ask for the page after the same cursor;
+    the first asks the database, the others await the same future. A finished page is
+    reused only while it is still complete up to the head the hub knows (or is a full batch),
+    so a stream never gets an older view than reading itself would give; reusing one is also
+    safe because entries carry current state and `covers_to` says where the reader is now.
+    """
+
+    KEEP = 32
+
+    def __init__(self, catalog: Catalog, hub: ChangeHub) -> None:
+        self._catalog = catalog
+        self._hub = hub
+        self._pages: OrderedDict[int, asyncio.Future[SharedPage]] = OrderedDict()
+
+    async def page(self, since: int) -> SharedPage:
+        future = self._pages.get(since)
+        if future is None or (future.done() and not self._fresh(future)):
+            # A task of its own: a reader that disconnects mid-read cancels only its wait.
+            future = asyncio.ensure_future(asyncio.to_thread(self._read, since))
+            future.add_done_callback(_retrieve)
+            self._pages[since] = future
+            self._pages.move_to_end(since)
+            while len(self._pages) > self.KEEP:
+                self._pages.popitem(last=False)
+        return await asyncio.shield(future)
+
+    def _fresh(self, future: asyncio.Future[SharedPage]) -> bool:
+        if future.cancelled() or future.exception() is not None:
+            return False
+        page = future.result()
+        return not page.up_to_date or page.covers_to >= self._hub.head
+
+    def _read(self, since: int) -> SharedPage:
+        catalog = self._catalog
+        with catalog.read() as conn:
+            page = read_page(conn, scope=None, since=since, limit=STREAM_BATCH)
+        entries = []
+        for change, scope in zip(page.changes, page.scopes, strict=True):
+            head = f"id: {encode_token(catalog.instance_id, catalog.epoch, change['seq'])}\n"
+            entries.append(
+                (
+                    scope,
+                    head.encode()
+                    + b"event: change\ndata: "
+                    + orjson.dumps(change, option=orjson.OPT_NON_STR_KEYS)
+                    + b"\n\n",
+                    head.encode() + b"\n",
+                )
+            )
+        return SharedPage(entries, page.covers_to, page.up_to_date)
+
+
+async def _events(ctx: ApiContext, fanout: FeedFanout, since: int) -> AsyncIterator[bytes]:
     yield f"retry: {3000 + random.randint(0, 2000)}\n\n".encode()
     cursor = since
     live = False
     while True:
         try:
-            page = await asyncio.to_thread(_read, ctx, cursor, STREAM_BATCH)
+            page = await fanout.page(cursor)
         except FeedResetError as exc:
             yield _reset_event(str(exc))
             return
-        entries: list[tuple[int, dict[str, Any] | None]] = [(c["seq"], c) for c in page.changes] + [
-            (seq, None) for seq in page.hidden
-        ]
-        for seq, change in sorted(entries, key=lambda e: e[0]):
-            if change is None:  # another owner's change: move the cursor, reveal nothing
-                yield f"id: {_token(ctx, seq)}\n\n".encode()
-            else:
-                yield (
-                    f"id: {_token(ctx, seq)}\nevent: change\ndata: ".encode()
-                    + orjson.dumps(change, option=orjson.OPT_NON_STR_KEYS)
-                    + b"\n\n"
-                )
+        if page.entries:  # another owner's entries only move the cursor: nothing revealed
+            yield b"".join(
+                full if scope == ctx.owner_id else bare for scope, full, bare in page.entries
+            )
         cursor = page.covers_to
         if not page.up_to_date:
             continue

@@ -97,6 +97,7 @@ def resumable_after(conn: Connection) -> int:
 class FeedPage:
     changes: list[dict[str, Any]] = field(default_factory=list)
     hidden: list[int] = field(default_factory=list)  # seqs of entries the reader may not see
+    scopes: list[str] = field(default_factory=list)  # owner of each change (unscoped reads)
     covers_from: int = 0
     covers_to: int = 0
     up_to_date: bool = False
@@ -131,6 +132,7 @@ def read_page(conn: Connection, *, scope: str | None, since: int, limit: int) ->
     page.covers_to = rows[-1]["seq"] if len(rows) == limit else head
     page.up_to_date = page.covers_to >= head
     visible = [dict(r) for r in rows if scope is None or r["scope"] == scope]
+    page.scopes = [r["scope"] for r in visible]
     page.hidden = [r["seq"] for r in rows if not (scope is None or r["scope"] == scope)]
     states = _current_states(conn, visible)
     for row in visible:

@@ -120,7 +120,8 @@ def set_source_status(tx: WriteTx, source: Source, status: SourceStatus, detail:
 
 
 def remove_source(tx: WriteTx, source: Source) -> int:
-    """Delete a source, its origins and scan cache. Assets left without origins go missing.
+    """Delete a source, its origins, runs and scan cache. Assets left without origins go
+    missing.
 
     Returns how many assets became missing. Assets themselves are kept (history, thumbnails).
     """
@@ -131,6 +132,9 @@ def remove_source(tx: WriteTx, source: Source) -> int:
             select(schema.origins.c.asset_id).where(schema.origins.c.source_id == source.id)
         )
     ]
+    runs = schema.sync_runs
+    for (run_id,) in conn.execute(select(runs.c.id).where(runs.c.source_id == source.id)):
+        tx.record(source.owner_id, "sync_run", run_id, "delete", 0)  # its runs go with it
     conn.execute(delete(schema.scan_cache).where(schema.scan_cache.c.sd_id == source.id))
     for table in (schema.origins, schema.storage_dirs, schema.sync_state, schema.sync_runs):
         conn.execute(delete(table).where(table.c.source_id == source.id))
