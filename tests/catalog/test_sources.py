@@ -237,7 +237,7 @@ def test_remove_source_cleans_up_and_marks_orphaned_assets_missing(catalog: Cata
         upsert_entries(tx, doomed.id, [CacheEntry("a.jpg", 1, 1, 1, "h", None)])
         upsert_entries(tx, kept.id, [CacheEntry("b.jpg", 1, 1, 1, "h", None)])
     set_sync_state(catalog, doomed.id, "asset", "cursor", 3)
-    start_run(catalog, doomed.id, "full")
+    doomed_run = start_run(catalog, doomed.id, "full")
     start_run(catalog, kept.id, "full")
     before = catalog.head()
 
@@ -272,11 +272,14 @@ def test_remove_source_cleans_up_and_marks_orphaned_assets_missing(catalog: Cata
         (c["entity_type"], c["entity_id"], c["op"], c["version"])
         for c in catalog.changes_since(before)
     ]
-    assert logged[0] == ("source", doomed.id, "delete", 0)
-    assert sorted(logged[1:]) == sorted(
+    assert logged[:2] == [
+        ("sync_run", doomed_run, "delete", 0),  # its runs go too, as tombstones
+        ("source", doomed.id, "delete", 0),
+    ]
+    assert sorted(logged[2:]) == sorted(
         [("asset", only_here, "upsert", 2), ("asset", shared, "upsert", 2)]
     )
-    assert catalog.head() == before + 3
+    assert catalog.head() == before + 4
     assert all(c["entity_type"] != "origin" for c in all_changes(catalog))
     seqs = [c["seq"] for c in all_changes(catalog)]
     assert seqs == list(range(1, catalog.head() + 1))
