@@ -72,3 +72,33 @@ def test_serve_refuses_non_loopback(tmp_path: Path) -> None:
     result = run_cli(tmp_path / "home", "serve", "--host", "192.0.2.1", check=False)
     assert result.returncode == 2
     assert "refusing to bind" in result.stderr
+
+
+def test_list_pages_follow_every_write(tmp_path: Path) -> None:
+    """Rendered list pages are reused only while the feed head is unchanged: a write in the
+    serve process shows at once, another process's write within the head poll."""
+    import httpx
+
+    home, root = tmp_path / "home", tmp_path / "pics"
+    write_image(root / "a.png", 1)
+    run_cli(home, "source", "add", "folder", str(root))
+    run_cli(home, "sync")
+    serve = ServeProcess(home, env={"GALLERYSYNC_JOB_WORKERS": "0"})
+    try:
+        serve.wait_healthy()
+
+        def listed() -> list[str]:
+            body = httpx.get(serve.url + "/api/assets").json()
+            return [a["origins"][0]["path"] for a in body["assets"]]
+
+        assert listed() == listed() == ["a.png"]  # the second one comes from the cache
+        write_image(root / "b.png", 2)
+        run_cli(home, "sync")  # another process: noticed by the head poll
+        wait_for(lambda: listed() == ["b.png", "a.png"], 10, "b.png in the list")
+        first = httpx.get(serve.url + "/api/assets").json()["assets"][0]
+        assert httpx.delete(f"{serve.url}/api/assets/{first['id']}").status_code == 200
+        assert listed() == ["a.png"]  # this process's own write: no wait at all
+        assert httpx.post(f"{serve.url}/api/assets/{first['id']}/restore").status_code == 200
+        assert listed() == ["b.png", "a.png"]
+    finally:
+        assert serve.stop() == 0, serve.log.read_text()

@@ -14,11 +14,13 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi import Path as PathParam
+from sqlalchemy.engine import Connection
 from starlette.responses import FileResponse, Response
 
-from gallerysync.api.context import ApiContext, context
+from gallerysync.api.context import ApiContext, OrjsonBytes, context
 from gallerysync.catalog.assets import asset_summaries, find_asset_ids, get_asset, set_trashed
 from gallerysync.catalog.sources import find_source
 from gallerysync.errors import InvalidInputError, NotFoundError
@@ -65,7 +67,7 @@ def _owned(ctx: ApiContext, asset_id: str) -> dict[str, Any]:
         return asset_summaries(conn, [asset.id])[0]
 
 
-@router.get("")
+@router.get("", response_class=OrjsonBytes)
 async def list_assets(
     ctx: Ctx,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -75,29 +77,45 @@ async def list_assets(
     q: Annotated[str | None, Query(max_length=200, description="text in paths/format")] = None,
     created_from: Annotated[int | None, Query(ge=0, description="ms since epoch")] = None,
     created_to: Annotated[int | None, Query(ge=0, description="ms since epoch")] = None,
-) -> dict[str, Any]:
-    """The caller's assets, newest first. Follow `next` until it is null."""
+) -> Response:
+    """The caller's assets, newest first: `{"assets": [summary…], "next": cursor|null}`.
+    Follow `next` until it is null."""
+    key = (ctx.owner_id, cursor, limit, source, status, q, created_from, created_to)
+    head = ctx.hub.head  # taken before reading: a write racing the read makes the entry stale
+    body = ctx.pages.get(key, head)
+    if body is None:
 
-    def run() -> dict[str, Any]:
-        with ctx.catalog.read() as conn:
-            source_id = find_source(conn, source).id if source else None
-            keys = find_asset_ids(
-                conn,
-                owner_id=ctx.owner_id,
-                source_id=source_id,
-                status=status,
-                text=q,
-                created_from=created_from,
-                created_to=created_to,
-                before=_decode_cursor(cursor) if cursor else None,
-                limit=limit + 1,
+        def run() -> bytes:
+            with ctx.catalog.read() as conn:
+                source_id = _owned_source_id(conn, ctx, source) if source else None
+                keys = find_asset_ids(
+                    conn,
+                    owner_id=ctx.owner_id,
+                    source_id=source_id,
+                    status=status,
+                    text=q,
+                    created_from=created_from,
+                    created_to=created_to,
+                    before=_decode_cursor(cursor) if cursor else None,
+                    limit=limit + 1,
+                )
+                page = keys[:limit]
+                items = asset_summaries(conn, [k[1] for k in page])
+            more = len(keys) > limit
+            return orjson.dumps(
+                {"assets": items, "next": _encode_cursor(*page[-1]) if more else None}
             )
-            page = keys[:limit]
-            items = asset_summaries(conn, [k[1] for k in page])
-        more = len(keys) > limit
-        return {"assets": items, "next": _encode_cursor(*page[-1]) if more else None}
 
-    return await asyncio.to_thread(run)
+        body = await asyncio.to_thread(run)
+        ctx.pages.put(key, head, body)
+    return OrjsonBytes(body)
+
+
+def _owned_source_id(conn: Connection, ctx: ApiContext, name_or_id: str) -> str:
+    source = find_source(conn, name_or_id)
+    if source.owner_id != ctx.owner_id:
+        raise NotFoundError(f"no source {name_or_id!r}")
+    return source.id
 
 
 @router.get("/{asset_id}")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from gallerysync.blobs.local import LocalBlobStore
 from gallerysync.catalog import Catalog
@@ -21,9 +23,48 @@ from gallerysync.catalog.users import user_for_session, user_for_token
 from gallerysync.errors import UnauthenticatedError
 from gallerysync.events.hub import ChangeHub
 
-__all__ = ["SESSION_COOKIE", "ApiContext", "context", "resolve_caller"]
+__all__ = [
+    "SESSION_COOKIE",
+    "ApiContext",
+    "OrjsonBytes",
+    "PageCache",
+    "context",
+    "resolve_caller",
+]
 
 SESSION_COOKIE = "gallerysync_session"
+
+
+class OrjsonBytes(Response):
+    """A JSON body that is already bytes (rendered once, possibly served many times)."""
+
+    media_type = "application/json"
+
+
+class PageCache:
+    """Rendered list pages keyed by query and the feed head they were read at.
+
+    Every change to what a page shows is a feed entry, so a page read at head H is exact for
+    as long as the head is still H: a gallery's first page, asked for by every client between
+    two changes, is read and rendered once. Bounded LRU.
+    """
+
+    def __init__(self, size: int = 128) -> None:
+        self._size = size
+        self._pages: OrderedDict[Hashable, tuple[int, bytes]] = OrderedDict()
+
+    def get(self, key: Hashable, head: int) -> bytes | None:
+        found = self._pages.get(key)
+        if found is None or found[0] != head:
+            return None
+        self._pages.move_to_end(key)
+        return found[1]
+
+    def put(self, key: Hashable, head: int, body: bytes) -> None:
+        self._pages[key] = (head, body)
+        self._pages.move_to_end(key)
+        while len(self._pages) > self._size:
+            self._pages.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -37,6 +78,7 @@ class ApiContext:
     start_sync: Callable[[str, str], None] | None
     auth_required: bool = False
     authenticated: bool = False
+    pages: PageCache = field(default_factory=PageCache)
 
 
 def _lookup(catalog: Catalog, bearer: str | None, session: str | None) -> str | None:
