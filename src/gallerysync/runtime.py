@@ -195,6 +195,7 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
             log.warning("second signal: exiting now")
             os._exit(130)
         server.should_exit = True
+        hub.close()  # open change streams end, so the graceful shutdown does not wait on them
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)

@@ -125,3 +125,36 @@ def _next_bare_id(events: queue.Queue[Event]) -> str:
         assert event.get("event") != "change" or "bob" not in event.get("data", ""), event
         if "id" in event and "event" not in event:
             return str(event["id"])
+
+
+def test_open_stream_ends_on_revocation_and_on_shutdown(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    run_cli(home, "user", "add", "erin")
+    made = cli_json(home, "token", "create", "--user", "erin", "--json")
+    serve = ServeProcess(
+        home, env={"GALLERYSYNC_AUTH": "on", "GALLERYSYNC_HEARTBEAT_SECONDS": "0.3"}
+    )
+    try:
+        serve.wait_healthy()
+        url = serve.url + "/api/changes/stream"
+        headers = {"Authorization": f"Bearer {made['token']}"}
+        with httpx.stream("GET", url, headers=headers, timeout=30) as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()
+            assert any(line == "event: up-to-date" for line in lines)
+            run_cli(home, "token", "revoke", made["id"])
+            rest = list(lines)  # returns only because the server ends the stream
+        assert "event: change" not in rest
+        assert httpx.get(url, headers=headers).status_code == 401
+
+        # Shutdown with a stream open: it ends, and serve exits 0 without waiting for it.
+        second = cli_json(home, "token", "create", "--user", "erin", "--json")["token"]
+        headers = {"Authorization": f"Bearer {second}"}
+        with httpx.stream("GET", url, headers=headers, timeout=30) as response:
+            lines = response.iter_lines()
+            assert any(line == "event: up-to-date" for line in lines)
+            assert serve.stop(timeout=10) == 0, serve.log.read_text()
+            list(lines)
+    finally:
+        if serve.proc.poll() is None:
+            serve.kill()

@@ -17,7 +17,6 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi import Path as PathParam
-from sqlalchemy.engine import Connection
 from starlette.responses import FileResponse, Response
 
 from gallerysync.api.context import ApiContext, OrjsonBytes, context
@@ -87,7 +86,7 @@ async def list_assets(
 
         def run() -> bytes:
             with ctx.catalog.read() as conn:
-                source_id = _owned_source_id(conn, ctx, source) if source else None
+                source_id = find_source(conn, source, ctx.owner_id).id if source else None
                 keys = find_asset_ids(
                     conn,
                     owner_id=ctx.owner_id,
@@ -109,13 +108,6 @@ async def list_assets(
         body = await asyncio.to_thread(run)
         ctx.pages.put(key, head, body)
     return OrjsonBytes(body)
-
-
-def _owned_source_id(conn: Connection, ctx: ApiContext, name_or_id: str) -> str:
-    source = find_source(conn, name_or_id)
-    if source.owner_id != ctx.owner_id:
-        raise NotFoundError(f"no source {name_or_id!r}")
-    return source.id
 
 
 @router.get("/{asset_id}")

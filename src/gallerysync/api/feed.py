@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import StreamingResponse
 
-from gallerysync.api.context import ApiContext, context
+from gallerysync.api.context import ApiContext, context, resolve_caller
 from gallerysync.catalog import Catalog
 from gallerysync.catalog.feed import (
     MAX_PAGE,
@@ -31,6 +32,7 @@ from gallerysync.catalog.feed import (
     encode_token,
     read_page,
 )
+from gallerysync.errors import UnauthenticatedError
 from gallerysync.events.hub import ChangeHub
 
 __all__ = ["FeedFanout", "router"]
@@ -99,7 +101,16 @@ async def stream(
         position = await asyncio.to_thread(_resolve_since, ctx, last_event_id or since)
     except FeedResetError as exc:
         return _sse(_reset_only(str(exc)))
-    return _sse(_events(ctx, request.app.state.fanout, position))
+
+    async def still_allowed() -> bool:
+        if not ctx.authenticated:
+            return True
+        try:
+            return (await resolve_caller(request.app.state.ctx, request)).owner_id == ctx.owner_id
+        except UnauthenticatedError:
+            return False
+
+    return _sse(_events(ctx, request.app.state.fanout, position, still_allowed))
 
 
 def _retrieve(future: asyncio.Future[SharedPage]) -> None:
@@ -173,11 +184,23 @@ class FeedFanout:
         return SharedPage(entries, page.covers_to, page.up_to_date)
 
 
-async def _events(ctx: ApiContext, fanout: FeedFanout, since: int) -> AsyncIterator[bytes]:
+async def _events(
+    ctx: ApiContext,
+    fanout: FeedFanout,
+    since: int,
+    still_allowed: Callable[[], Awaitable[bool]],
+) -> AsyncIterator[bytes]:
     yield f"retry: {3000 + random.randint(0, 2000)}\n\n".encode()
     cursor = since
     live = False
-    while True:
+    checked = time.monotonic()
+    while not ctx.hub.closed:
+        if time.monotonic() - checked >= ctx.heartbeat_seconds:
+            # A revoked token or an ended session stops an open stream too (within one
+            # heartbeat); the client's reconnect then gets its 401.
+            if not await still_allowed():
+                return
+            checked = time.monotonic()
         try:
             page = await fanout.page(cursor)
         except FeedResetError as exc:

@@ -12,9 +12,15 @@ from pydantic import BaseModel, Field
 from gallerysync.api.context import ApiContext, context
 from gallerysync.catalog.jobs import job_counts, list_jobs
 from gallerysync.catalog.runs import list_runs
-from gallerysync.catalog.sources import find_source, get_storage_dir, list_sources, remove_source
+from gallerysync.catalog.sources import (
+    find_source,
+    get_storage_dir,
+    list_sources,
+    origin_counts,
+    remove_source,
+)
 from gallerysync.domain import Source
-from gallerysync.errors import ConflictError, ForbiddenError, NotFoundError
+from gallerysync.errors import ConflictError, ForbiddenError
 from gallerysync.maintenance import inspect_storage
 from gallerysync.sync.folder import add_folder
 
@@ -49,6 +55,8 @@ def _source_json(ctx: ApiContext, source: Source) -> dict[str, Any]:
             runs = list_runs(conn, source.id, limit=1)
         body.update(root=sd.root, id_file=sd.id_file_status, last_scan_at=sd.last_scan_at)
         body["last_run"] = runs[0].__dict__ if runs else None
+    with ctx.catalog.read() as conn:
+        body["counts"] = origin_counts(conn, source.id)
     return body
 
 
@@ -59,10 +67,7 @@ def _owned_sources(ctx: ApiContext) -> list[Source]:
 
 def _one(ctx: ApiContext, name_or_id: str) -> Source:
     with ctx.catalog.read() as conn:
-        source = find_source(conn, name_or_id)
-    if source.owner_id != ctx.owner_id:
-        raise NotFoundError(f"no source {name_or_id!r}")
-    return source
+        return find_source(conn, name_or_id, ctx.owner_id)
 
 
 @router.get("/sources")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from gallerysync.catalog import schema
 from gallerysync.catalog.assets import refresh_asset_status
 from gallerysync.catalog.db import WriteTx
-from gallerysync.domain import Source, SourceStatus, StorageDir, now_ms
+from gallerysync.domain import OriginStatus, Source, SourceStatus, StorageDir, now_ms
 from gallerysync.errors import ConflictError, NotFoundError
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "list_sources",
     "list_storage_dirs",
     "mark_scanned",
+    "origin_counts",
     "remove_source",
     "set_source_status",
     "upsert_storage_dir",
@@ -87,15 +88,27 @@ def get_source(conn: Connection, source_id: str) -> Source:
     return _source(found)
 
 
-def find_source(conn: Connection, name_or_id: str) -> Source:
-    """Look a source up by its name, else by its id."""
+def find_source(conn: Connection, name_or_id: str, owner_id: str | None = None) -> Source:
+    """Look a source up by its name, else by its id; with `owner_id`, only that user's (another
+    user's source is reported as not existing)."""
     table = schema.sources
     row = conn.execute(select(table).where(table.c.name == name_or_id)).mappings().first()
     if row is None:
         row = conn.execute(select(table).where(table.c.id == name_or_id)).mappings().first()
-    if row is None:
+    if row is None or (owner_id is not None and row["owner_id"] != owner_id):
         raise NotFoundError(f"no source named {name_or_id!r} (see `gallerysync source list`)")
     return _source(row)
+
+
+def origin_counts(conn: Connection, source_id: str) -> dict[str, int]:
+    """How many files of a source are present and missing (every status, zeros included)."""
+    o = schema.origins
+    counts = {status.value: 0 for status in OriginStatus}
+    for status, n in conn.execute(
+        select(o.c.status, func.count()).where(o.c.source_id == source_id).group_by(o.c.status)
+    ):
+        counts[status] = int(n)
+    return counts
 
 
 def list_sources(conn: Connection, kind: str | None = None) -> list[Source]:

@@ -20,10 +20,18 @@ class ChangeHub:
         self._loop = loop
         self._event = asyncio.Event()
         self.head = head
+        self.closed = False
 
     def publish(self, head: int) -> None:
         """Thread-safe: note a new head and wake every waiter."""
         self._loop.call_soon_threadsafe(self._advance, head)
+
+    def close(self) -> None:
+        """The server is stopping: wake every waiter for good, so open streams can end (a
+        graceful shutdown waits for every open response)."""
+        self.closed = True
+        event, self._event = self._event, asyncio.Event()
+        event.set()
 
     def _advance(self, head: int) -> None:
         if head <= self.head:
@@ -34,8 +42,8 @@ class ChangeHub:
 
     async def wait_beyond(self, seq: int, timeout: float) -> bool:
         """Wait until the head passes `seq` or `timeout` elapses; True when it passed."""
-        if self.head > seq:
-            return True
+        if self.head > seq or self.closed:
+            return self.head > seq
         event = self._event
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
