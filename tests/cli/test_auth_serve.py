@@ -73,6 +73,18 @@ def test_stream_isolates_users_on_a_real_server(tmp_path: Path) -> None:
             serve.url + "/api/sources", headers={"Authorization": f"Bearer {tokens['bob']}"}
         ).json()["sources"][0]["id"]
         assert len(bob_ids) == 1
+        # List pages are cached per caller: the same query never serves one user's page to
+        # another, nor to a request without (or with wrong) credentials.
+        for _ in range(2):
+            for name in ("bob", "alice"):
+                page = httpx.get(
+                    serve.url + "/api/assets",
+                    headers={"Authorization": f"Bearer {tokens[name]}"},
+                ).json()["assets"]
+                assert [a["origins"][0]["path"] for a in page] == [f"{name}-0.png"]
+            assert httpx.get(serve.url + "/api/assets").status_code == 401
+            bad = {"Authorization": "Bearer gst_forged"}
+            assert httpx.get(serve.url + "/api/assets", headers=bad).status_code == 401
 
         headers = {"Authorization": f"Bearer {tokens['alice']}"}
         with sse(serve.url + "/api/changes/stream", headers) as events:

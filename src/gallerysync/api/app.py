@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gallerysync import __version__
 from gallerysync.api import assets, auth, feed, sources
-from gallerysync.api.context import ApiContext
+from gallerysync.api.context import ApiContext, OrjsonBytes, page_key, resolve_caller
 from gallerysync.blobs.local import LocalBlobStore
 from gallerysync.catalog import Catalog
 from gallerysync.errors import GallerySyncError, PayloadTooLargeError
@@ -84,6 +84,33 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+class CachedPages:
+    """Serve a list page straight from the page cache, before routing and parameter parsing
+    (which cost as much as the rest of the request). Misses, errors and anything that is
+    not a plain GET of a cached path go through the app as usual."""
+
+    PATHS = frozenset({"/api/assets"})
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] in self.PATHS:
+            request = Request(scope)
+            app_ctx = request.app.state.ctx if "app" in scope else None
+            if isinstance(app_ctx, ApiContext):
+                try:
+                    caller = await resolve_caller(app_ctx, request)
+                except GallerySyncError:
+                    caller = None  # the app answers with the proper error
+                if caller is not None:
+                    body = caller.pages.get(page_key(caller.owner_id, request), caller.hub.head)
+                    if body is not None:
+                        await OrjsonBytes(body)(scope, receive, send)
+                        return
+        await self.app(scope, receive, send)
+
+
 def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "detail": detail}}
 
@@ -119,6 +146,7 @@ def create_app(
         auth_required=auth_required,
     )
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(CachedPages)
     app.state.fanout = feed.FeedFanout(catalog, hub)
 
     @app.exception_handler(GallerySyncError)

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi import Path as PathParam
 from starlette.responses import FileResponse, Response
 
-from gallerysync.api.context import ApiContext, OrjsonBytes, context
+from gallerysync.api.context import ApiContext, OrjsonBytes, context, page_key
 from gallerysync.catalog.assets import asset_summaries, find_asset_ids, get_asset, set_trashed
 from gallerysync.catalog.sources import find_source
 from gallerysync.errors import InvalidInputError, NotFoundError
@@ -69,6 +69,7 @@ def _owned(ctx: ApiContext, asset_id: str) -> dict[str, Any]:
 @router.get("", response_class=OrjsonBytes)
 async def list_assets(
     ctx: Ctx,
+    request: Request,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
     source: Annotated[str | None, Query(max_length=200, description="name or id")] = None,
@@ -79,7 +80,7 @@ async def list_assets(
 ) -> Response:
     """The caller's assets, newest first: `{"assets": [summary…], "next": cursor|null}`.
     Follow `next` until it is null."""
-    key = (ctx.owner_id, cursor, limit, source, status, q, created_from, created_to)
+    key = page_key(ctx.owner_id, request)
     head = ctx.hub.head  # taken before reading: a write racing the read makes the entry stale
     body = ctx.pages.get(key, head)
     if body is None:

@@ -29,6 +29,7 @@ __all__ = [
     "OrjsonBytes",
     "PageCache",
     "context",
+    "page_key",
     "resolve_caller",
 ]
 
@@ -65,6 +66,12 @@ class PageCache:
         self._pages.move_to_end(key)
         while len(self._pages) > self._size:
             self._pages.popitem(last=False)
+
+
+def page_key(owner_id: str, request: Request) -> tuple[str, str, str]:
+    """A cached page's key: the caller and the exact query string (validated params are a
+    function of it, and only pages that validated and succeeded are stored)."""
+    return (owner_id, request.url.path, request.url.query)
 
 
 @dataclass(frozen=True)
