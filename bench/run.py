@@ -2,7 +2,11 @@
 
 Run it from the repository root:
 
-    .venv/bin/python bench/run.py [--quick] [--data DIR] [--keep-homes]
+    .venv/bin/python bench/run.py [--suite scan|live|all] [--quick] [--data DIR] [--keep-homes]
+
+This module is the one benchmark command: `--suite scan` runs the scan benchmark described
+here, `--suite live` the live benchmarks of `bench/live.py` (SSE fan-out, catch-up, asset pages,
+first paint in Chromium), and `all` (the default) both, scan first.
 
 Method
 ------
@@ -44,8 +48,8 @@ Figures and their limits (best of `repeats` runs where a figure is repeated):
 5. Context: raw SQLite insert rate (`executemany` of rows shaped like `scan_cache` into a temp
    file in WAL mode, one transaction).
 
-Results: `bench/results/scan-YYYYMMDD-HHMMSS.json` and `.md`, and a copy of the Markdown in
-`bench/results/latest.md`.
+Results: `bench/results/scan-YYYYMMDD-HHMMSS.json` and `.md`, and the scan section of
+`bench/results/latest.md` (one section per suite; a run replaces only its own suites' sections).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ import json
 import os
 import platform
 import random
+import re
 import resource
 import shutil
 import sqlite3
@@ -100,10 +105,15 @@ QUICK = Sizes(images=1_000, image_dirs=10, base_images=50, small=10_000, small_d
 
 @dataclass
 class Line:
-    """One row of the results table."""
+    """One row of the results table.
+
+    `goal` is held against the ratio figure/limit; `bound` (e.g. "< 100", in the line's unit)
+    against the figure itself, for goals stated in absolute terms. A line passes when every goal
+    it has holds. A figure of None could not be measured (result "n/a"; the note says why).
+    """
 
     name: str
-    figure: float
+    figure: float | None
     unit: str
     limit: float | None
     limit_desc: str
@@ -111,22 +121,34 @@ class Line:
     note: str = ""
     ratio: float | None = None
     result: str = "info"
+    bound: str = ""  # "< 100": an absolute goal on the figure, in `unit`
 
     def judge(self) -> None:
+        if self.figure is None:
+            self.ratio, self.result = None, "n/a"
+            return
         if self.limit:
             self.ratio = self.figure / self.limit
-        if self.goal == "info" or self.ratio is None:
+        checks = []
+        if self.goal != "info" and self.ratio is not None:
+            checks.append(_holds(self.ratio, self.goal))
+        if self.bound:
+            checks.append(_holds(self.figure, self.bound))
+        if not checks:
             self.result = "info"
             return
-        op, value = self.goal.split()
-        bound = float(value)
-        ok = {
-            ">=": self.ratio >= bound,
-            "<=": self.ratio <= bound,
-            "<": self.ratio < bound,
-            "≈": abs(self.ratio - bound) <= 0.1 * bound,
-        }[op]
-        self.result = "PASS" if ok else "MISS"
+        self.result = "PASS" if all(checks) else "MISS"
+
+
+def _holds(value: float, goal: str) -> bool:
+    op, text = goal.split()
+    bound = float(text)
+    return {
+        ">=": value >= bound,
+        "<=": value <= bound,
+        "<": value < bound,
+        "≈": abs(value - bound) <= 0.1 * bound,
+    }[op]
 
 
 @dataclass
@@ -806,8 +828,10 @@ def bench_small(results: Results, tree: Path, homes: Path, sizes: Sizes, workers
 def _fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "-"
-    if unit == "MB/s" or unit == "MB" or unit == "rows/s" or unit == "files":
+    if unit in ("MB/s", "MB", "rows/s", "files", "req/s", "events"):
         text = f"{value:,.0f}"
+    elif unit == "ms":
+        text = f"{value:,.1f}"
     elif abs(value) < 10:
         text = f"{value:.3f}"
     else:
@@ -815,8 +839,11 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return f"{text} {unit}".strip()
 
 
-def _goal_text(goal: str) -> str:
-    return "info" if goal == "info" else f"{goal}x"
+def _goal_text(line: Line) -> str:
+    parts = [] if line.goal == "info" else [f"{line.goal}x"]
+    if line.bound:
+        parts.append(f"{line.bound} {line.unit}")
+    return " and ".join(parts) or "info"
 
 
 def table_rows(lines: Sequence[Line]) -> list[list[str]]:
@@ -829,7 +856,7 @@ def table_rows(lines: Sequence[Line]) -> list[list[str]]:
                 _fmt(line.figure, line.unit),
                 f"{limit} ({line.limit_desc})" if line.limit is not None else line.limit_desc,
                 "-" if line.ratio is None else f"{line.ratio:.2f}x",
-                _goal_text(line.goal),
+                _goal_text(line),
                 line.result,
             ]
         )
@@ -907,25 +934,90 @@ def environment() -> dict[str, Any]:
     }
 
 
+SUITES = ("scan", "live")
+LATEST_TITLE = "# gallerysync benchmarks — latest results"
+
+
+def write_latest(suite: str, summary: str) -> None:
+    """Replace `suite`'s section of `latest.md`, keeping the other suites' latest results.
+
+    A `latest.md` without section markers (written before there were suites) is the scan
+    suite's section.
+    """
+    path = RESULTS_DIR / "latest.md"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        text = ""
+    sections: dict[str, str] = {}
+    found = re.findall(r"<!-- suite: (\w+) -->\n(.*?)<!-- /suite: \1 -->\n", text, re.S)
+    if found:
+        sections.update(found)
+    elif text.startswith("# gallerysync scan benchmark"):
+        sections["scan"] = _demote(text)
+    sections[suite] = _demote(summary)
+    order = [*SUITES, *sorted(set(sections) - set(SUITES))]
+    body = [
+        LATEST_TITLE,
+        "",
+        "One section per suite (`.venv/bin/python bench/run.py --suite scan|live|all`); a run "
+        "replaces only the sections of the suites it ran. Every run's full results are in the "
+        "timestamped files beside this one.",
+        "",
+    ]
+    for name in order:
+        if name in sections:
+            body += [
+                f"<!-- suite: {name} -->",
+                sections[name].rstrip("\n"),
+                "",
+                f"<!-- /suite: {name} -->",
+            ]
+            body.append("")
+    path.write_text("\n".join(body))
+
+
+def _demote(markdown_text: str) -> str:
+    """Headings one level down, so each suite's document becomes a section."""
+    return re.sub(r"^(#+) ", r"#\1 ", markdown_text, flags=re.M)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == [MEASURE_CHILD]:
         return measure_child_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--suite",
+        choices=(*SUITES, "all"),
+        default="all",
+        help="scan (bench/run.py), live (bench/live.py) or both (default)",
+    )
     parser.add_argument("--quick", action="store_true", help="1/10 of the sizes (smoke run)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="generated trees")
     parser.add_argument("--keep-homes", action="store_true", help="keep the gallerysync homes")
     args = parser.parse_args(argv)
-
-    sizes = QUICK if args.quick else FULL
+    command = " ".join([".venv/bin/python", "bench/run.py", *argv])
     data = args.data.expanduser().resolve()
     data.mkdir(parents=True, exist_ok=True)
+    code = 0
+    if args.suite in ("scan", "all"):
+        code = max(code, scan_suite(args.quick, data, args.keep_homes, command))
+    if args.suite in ("live", "all"):
+        import live
+
+        code = max(code, live.live_suite(args.quick, data, args.keep_homes, command))
+    return code
+
+
+def scan_suite(quick: bool, data: Path, keep_homes: bool, command: str) -> int:
+    """The scan benchmark (this module's docstring); returns 1 when a sanity check failed."""
+    sizes = QUICK if quick else FULL
     workers = os.cpu_count() or 1
     started = datetime.now()
     stamp = started.strftime("%Y%m%d-%H%M%S")
-    command = " ".join([".venv/bin/python", "bench/run.py", *argv])
 
-    suffix = "-quick" if args.quick else ""
+    suffix = "-quick" if quick else ""
     images_tree = data / f"images{suffix}"
     small_tree = data / f"small{suffix}"
     busy = os.getloadavg()[0]
@@ -939,7 +1031,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = Results(
         params={
             "started": started.isoformat(timespec="seconds"),
-            "quick": args.quick,
+            "quick": quick,
             "data": str(data),
             **asdict(sizes),
             "hash_threads_limit": workers,
@@ -951,7 +1043,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.params["image_bytes"] = results.raw["images"]["bytes"]
         bench_small(results, small_tree, homes, sizes, workers)
     finally:
-        if not args.keep_homes:
+        if not keep_homes:
             shutil.rmtree(homes, ignore_errors=True)
     for line in results.lines:
         line.judge()
@@ -974,10 +1066,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     summary = markdown(results, command)
     (RESULTS_DIR / f"{name}.md").write_text(summary)
-    (RESULTS_DIR / "latest.md").write_text(summary)
+    write_latest("scan", summary)
     log(f"results: {RESULTS_DIR / name}.json, .md and latest.md")
     return 1 if results.warnings else 0
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("run", sys.modules[__name__])  # live.py imports this module as `run`
     sys.exit(main())
