@@ -127,7 +127,7 @@ assets = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     UniqueConstraint("owner_id", "hash"),
-    Index(None, "owner_id", "created_at"),
+    Index(None, "owner_id", "created_at", "id"),  # the gallery's keyset order, no sort
 )
 
 origins = Table(
