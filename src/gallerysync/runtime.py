@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import os
@@ -106,6 +107,17 @@ def check_bind_host(host: str, *, auth: bool) -> None:
             "owner. Set GALLERYSYNC_AUTH=on (and create users and tokens: gallerysync user add, "
             "gallerysync token create), or bind a loopback address (127.0.0.1, ::1)"
         )
+
+
+def tune_garbage_collector() -> None:
+    """For a long-running server: move everything alive after start-up out of the collector's
+    sight (`gc.freeze`) and collect the young generation less often. Measured with 1,000 open
+    streams (bench/live.py): the default thresholds ran full collections of ~140 ms over
+    ~300,000 long-lived objects about once a second, setting the p99 stream latency; only
+    cyclic garbage waits longer (reference counting frees everything else at once)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 @dataclass
@@ -279,6 +291,7 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
     workers = asyncio.create_task(
         run_workers(runtime.catalog, runtime.blobs, settings.job_workers, stop), name="workers"
     )
+    tune_garbage_collector()
     try:
         await server.serve()
     finally:
