@@ -21,7 +21,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gallerysync import __version__
 from gallerysync.api import assets, auth, feed, sources
-from gallerysync.api.context import ApiContext, OrjsonBytes, page_key, resolve_caller
+from gallerysync.api.context import (
+    ApiContext,
+    OrjsonBytes,
+    app_context,
+    page_key,
+    resolve_caller,
+)
 from gallerysync.blobs.local import LocalBlobStore
 from gallerysync.catalog import Catalog
 from gallerysync.errors import GallerySyncError, PayloadTooLargeError
@@ -97,17 +103,16 @@ class CachedPages:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] in self.PATHS:
             request = Request(scope)
-            app_ctx = request.app.state.ctx if "app" in scope else None
-            if isinstance(app_ctx, ApiContext):
-                try:
-                    caller = await resolve_caller(app_ctx, request)
-                except GallerySyncError:
-                    caller = None  # the app answers with the proper error
-                if caller is not None:
-                    body = caller.pages.get(page_key(caller.owner_id, request), caller.hub.head)
-                    if body is not None:
-                        await OrjsonBytes(body)(scope, receive, send)
-                        return
+            try:
+                caller = await resolve_caller(app_context(request), request)
+            except GallerySyncError:
+                caller = None  # the app answers with the proper error
+            if caller is not None:
+                body = caller.pages.get(page_key(caller.owner_id, request), caller.hub.head)
+                if body is not None:
+                    await OrjsonBytes(body)(scope, receive, send)
+                    return
+                request.state.caller = caller  # a miss: the route needs no second lookup
         await self.app(scope, receive, send)
 
 

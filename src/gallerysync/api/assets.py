@@ -79,35 +79,31 @@ async def list_assets(
     created_to: Annotated[int | None, Query(ge=0, description="ms since epoch")] = None,
 ) -> Response:
     """The caller's assets, newest first: `{"assets": [summary…], "next": cursor|null}`.
-    Follow `next` until it is null."""
-    key = page_key(ctx.owner_id, request)
+    Follow `next` until it is null. (Cached pages are answered by `app.CachedPages` before
+    this route runs; here the page is read and stored.)"""
     head = ctx.hub.head  # taken before reading: a write racing the read makes the entry stale
-    body = ctx.pages.get(key, head)
-    if body is None:
 
-        def run() -> bytes:
-            with ctx.catalog.read() as conn:
-                source_id = find_source(conn, source, ctx.owner_id).id if source else None
-                keys = find_asset_ids(
-                    conn,
-                    owner_id=ctx.owner_id,
-                    source_id=source_id,
-                    status=status,
-                    text=q,
-                    created_from=created_from,
-                    created_to=created_to,
-                    before=_decode_cursor(cursor) if cursor else None,
-                    limit=limit + 1,
-                )
-                page = keys[:limit]
-                items = asset_summaries(conn, [k[1] for k in page])
-            more = len(keys) > limit
-            return orjson.dumps(
-                {"assets": items, "next": _encode_cursor(*page[-1]) if more else None}
+    def run() -> bytes:
+        with ctx.catalog.read() as conn:
+            source_id = find_source(conn, source, ctx.owner_id).id if source else None
+            keys = find_asset_ids(
+                conn,
+                owner_id=ctx.owner_id,
+                source_id=source_id,
+                status=status,
+                text=q,
+                created_from=created_from,
+                created_to=created_to,
+                before=_decode_cursor(cursor) if cursor else None,
+                limit=limit + 1,
             )
+            page = keys[:limit]
+            items = asset_summaries(conn, [k[1] for k in page])
+        more = len(keys) > limit
+        return orjson.dumps({"assets": items, "next": _encode_cursor(*page[-1]) if more else None})
 
-        body = await asyncio.to_thread(run)
-        ctx.pages.put(key, head, body)
+    body = await asyncio.to_thread(run)
+    ctx.pages.put(page_key(ctx.owner_id, request), head, body)
     return OrjsonBytes(body)
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
-from gallerysync.api.context import SESSION_COOKIE, ApiContext, context
+from gallerysync.api.context import SESSION_COOKIE, ApiContext, app_context, context
 from gallerysync.catalog.users import SESSION_TTL_MS, create_session, delete_session, get_user
 from gallerysync.errors import UnauthenticatedError
 
@@ -42,8 +42,7 @@ async def me(ctx: Ctx) -> dict[str, Any]:
 @router.post("/session")
 async def sign_in(body: SignIn, request: Request, response: Response) -> dict[str, Any]:
     """Exchange an API token for a session cookie (HttpOnly, SameSite=Strict, 30 days)."""
-    app_ctx = request.app.state.ctx
-    assert isinstance(app_ctx, ApiContext)
+    app_ctx = app_context(request)
     made = await asyncio.to_thread(create_session, app_ctx.catalog, body.token.strip())
     if made is None:
         raise UnauthenticatedError("unknown or revoked token")
@@ -64,8 +63,7 @@ async def sign_in(body: SignIn, request: Request, response: Response) -> dict[st
 @router.delete("/session", status_code=204)
 async def sign_out(request: Request) -> Response:
     """End the session (the cookie is cleared whatever its state)."""
-    app_ctx = request.app.state.ctx
-    assert isinstance(app_ctx, ApiContext)
+    app_ctx = app_context(request)
     if secret := request.cookies.get(SESSION_COOKIE):
         await asyncio.to_thread(delete_session, app_ctx.catalog, secret)
     response = Response(status_code=204)

@@ -28,6 +28,7 @@ __all__ = [
     "ApiContext",
     "OrjsonBytes",
     "PageCache",
+    "app_context",
     "context",
     "page_key",
     "resolve_caller",
@@ -120,7 +121,16 @@ async def resolve_caller(app_ctx: ApiContext, request: Request) -> ApiContext:
     return dataclasses.replace(app_ctx, owner_id=user_id, authenticated=True)
 
 
-async def context(request: Request) -> ApiContext:
+def app_context(request: Request) -> ApiContext:
+    """The app-wide context (the caller not resolved: the local owner)."""
     app_ctx = request.app.state.ctx
     assert isinstance(app_ctx, ApiContext)
-    return await resolve_caller(app_ctx, request)
+    return app_ctx
+
+
+async def context(request: Request) -> ApiContext:
+    """The per-request context; reuses a caller a middleware already resolved."""
+    resolved = getattr(request.state, "caller", None)
+    if isinstance(resolved, ApiContext):
+        return resolved
+    return await resolve_caller(app_context(request), request)

@@ -22,7 +22,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import StreamingResponse
 
-from gallerysync.api.context import ApiContext, context, resolve_caller
+from gallerysync.api.context import ApiContext, app_context, context, resolve_caller
 from gallerysync.catalog import Catalog
 from gallerysync.catalog.feed import (
     MAX_PAGE,
@@ -63,8 +63,7 @@ def _read(ctx: ApiContext, since: int, limit: int) -> FeedPage:
 async def healthz(request: Request) -> dict[str, Any]:
     """Liveness for anyone; with auth off also start-up scan state, sources and job counts
     (with auth on those would show every user's sources, so they are left out)."""
-    ctx = request.app.state.ctx
-    assert isinstance(ctx, ApiContext)
+    ctx = app_context(request)
     body: dict[str, Any] = {"status": "ok", "instance": ctx.catalog.instance_id}
     if ctx.health_details is not None and not ctx.auth_required:
         body.update(await asyncio.to_thread(ctx.health_details))
@@ -106,7 +105,7 @@ async def stream(
         if not ctx.authenticated:
             return True
         try:
-            return (await resolve_caller(request.app.state.ctx, request)).owner_id == ctx.owner_id
+            return (await resolve_caller(app_context(request), request)).owner_id == ctx.owner_id
         except UnauthenticatedError:
             return False
 

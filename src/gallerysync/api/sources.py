@@ -49,14 +49,13 @@ def _source_json(ctx: ApiContext, source: Source) -> dict[str, Any]:
         "status_detail": source.status_detail,
         "created_at": source.created_at,
     }
-    if source.kind == "folder":
-        with ctx.catalog.read() as conn:
-            sd = get_storage_dir(conn, source.id)
-            runs = list_runs(conn, source.id, limit=1)
-        body.update(root=sd.root, id_file=sd.id_file_status, last_scan_at=sd.last_scan_at)
-        body["last_run"] = runs[0].__dict__ if runs else None
     with ctx.catalog.read() as conn:
         body["counts"] = origin_counts(conn, source.id)
+        if source.kind == "folder":
+            sd = get_storage_dir(conn, source.id)
+            runs = list_runs(conn, source.id, limit=1)
+            body.update(root=sd.root, id_file=sd.id_file_status, last_scan_at=sd.last_scan_at)
+            body["last_run"] = runs[0].__dict__ if runs else None
     return body
 
 

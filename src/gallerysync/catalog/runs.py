@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -36,9 +37,6 @@ def _run(row: RowMapping) -> SyncRun:
         counts=json.loads(row["counts"]),
         error=row["error"],
     )
-
-
-RUN_COLUMNS = ("id", "source_id", "mode", "status", "started_at", "finished_at", "counts", "error")
 
 
 def _owner_of(tx: WriteTx, source_id: str) -> str:
@@ -98,15 +96,12 @@ def record_progress(tx: WriteTx, source: Source, run_id: str, done: int, total: 
 
 
 def run_states(conn: Connection, run_ids: Sequence[str]) -> list[dict[str, Any]]:
-    """Runs as the change feed and the API show them."""
+    """Runs as the change feed shows them: the run, and its progress while it runs."""
     t = schema.sync_runs
     rows = conn.execute(select(t).where(t.c.id.in_(run_ids))).mappings()
     return [
-        {k: r[k] for k in RUN_COLUMNS}
-        | {
-            "counts": json.loads(r["counts"]),
-            "progress": json.loads(r["progress"]) if r["progress"] else None,
-        }
+        dataclasses.asdict(_run(r))
+        | {"progress": json.loads(r["progress"]) if r["progress"] else None}
         for r in rows
     ]
 

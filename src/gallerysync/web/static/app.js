@@ -130,19 +130,23 @@ const feed = new ChangeFeed({
   },
 });
 
+const askHead = () => get("/api/changes?since=now&limit=1");
+
 /**
  * (Re)load the data and subscribe: first a token for "now", then the first page, then the
  * stream from that token. Whatever commits between the token and the page arrives again on
  * the stream and is applied harmlessly (entries carry state; versions decide). Used at start,
- * after sign-in and after `event: reset`.
+ * after sign-in and after `event: reset`. `early`: the token's request, already sent (boot).
  */
-async function resync() {
+async function resync(early = null) {
   const generation = ++syncGeneration;
   feed.close();
   setLive("connecting", "loading");
   for (let attempt = 0; running && generation === syncGeneration; attempt += 1) {
     try {
-      const head = await get("/api/changes?since=now&limit=1");
+      const asked = early || askHead();
+      early = null; // a retry asks again
+      const head = await asked;
       if (generation !== syncGeneration) return;
       await Promise.all([gallery.reload({ keep: true }), sources.refresh()]);
       if (generation !== syncGeneration || !running) return;
@@ -205,7 +209,7 @@ async function whoAmI() {
   }
 }
 
-function start(me) {
+function start(me, head = null) {
   session = me;
   running = true;
   document.body.classList.remove("booting");
@@ -214,7 +218,7 @@ function start(me) {
   user.hidden = me.auth !== "on";
   user.querySelector(".user-name").textContent = me.user?.name || "";
   route();
-  resync();
+  resync(head);
 }
 
 function stop() {
@@ -227,13 +231,11 @@ function stop() {
   sources.clear();
   inspector.clear();
   filters.reset();
-  gallery.filter = { source: "", status: "", q: "" };
   fillSourceFilter([]);
   for (const el of Object.values(VIEWS)) el.hidden = true;
   delete document.body.dataset.view;
   $("user").hidden = true;
   session = null;
-  setLive("offline", "signed out");
 }
 
 function showSignIn(notice = "") {
@@ -290,9 +292,12 @@ $("sign-out").addEventListener("click", async () => {
 
 async function boot() {
   for (let attempt = 0; ; attempt += 1) {
+    // The token does not depend on who signs in: ask for it alongside /api/me, not after it.
+    const head = askHead();
+    head.catch(() => {}); // awaited by resync, or dropped (sign-in form, retry)
     try {
       const me = await whoAmI();
-      if (me) start(me);
+      if (me) start(me, head);
       else showSignIn();
       return;
     } catch (err) {

@@ -73,6 +73,11 @@ export function displayName(asset) {
   return origin ? basename(origin.path) : asset.id;
 }
 
+/** An attribute write even of the same value wakes observers and styles: skip it. */
+function setIfChanged(el, name, value) {
+  if (el.getAttribute(name) !== value) el.setAttribute(name, value);
+}
+
 export class Gallery {
   constructor({ grid, sentinel, statusLine, pageSize, onOpen, onError }) {
     this.grid = grid;
@@ -119,9 +124,10 @@ export class Gallery {
     clearTimeout(this.retryTimer);
   }
 
-  /** Forget everything (sign-out: the next user must not see these tiles). */
+  /** Forget everything (sign-out: the next user must not see these tiles, nor their filter). */
   clear() {
     this.reset();
+    this.filter = { source: "", status: "", q: "" };
     this.grid.replaceChildren();
     this.updateStatus();
   }
@@ -269,7 +275,7 @@ export class Gallery {
     let ref = this.grid.firstElementChild;
     for (const data of wanted) {
       let tile = this.tiles.get(data.id);
-      if (tile) this.updateTile(tile, data);
+      if (tile) this.updateAndNotify(tile, data);
       else {
         tile = this.createTile(data);
         this.tiles.set(data.id, tile);
@@ -286,7 +292,7 @@ export class Gallery {
       const data = this.remember(item);
       if (!data) continue;
       const tile = this.tiles.get(data.id);
-      if (tile) this.updateTile(tile, data);
+      if (tile) this.updateAndNotify(tile, data);
       else if (data === item || this.matches(data)) this.insertTile(data);
     }
     this.cursor = page.next;
@@ -370,12 +376,14 @@ export class Gallery {
       width: data.width || 256,
       height: data.height || 256,
     });
+    const label = h("span", { class: "tile-label" });
+    const badge = h("span", { class: "tile-badge" });
     const node = h(
       "div",
       { class: "tile", role: "listitem", tabindex: "0", "data-asset-id": data.id },
       img,
-      h("span", { class: "tile-label" }),
-      h("span", { class: "tile-badge" }),
+      label,
+      badge,
     );
     img.addEventListener("load", () => {
       node.classList.add("loaded");
@@ -385,15 +393,22 @@ export class Gallery {
       node.classList.add("broken");
       node.classList.remove("loaded");
     });
-    const tile = { node, img, key: keyOf(data), data: null };
+    const tile = { node, img, label, badge, key: keyOf(data), data: null };
     this.updateTile(tile, data);
     return tile;
   }
 
-  /** Bring one tile up to `data`; touches only what changed (no reload of its image). */
+  updateAndNotify(tile, data) {
+    if (this.updateTile(tile, data)) this.notify(data.id);
+  }
+
+  /**
+   * Bring one tile up to `data`; touches only what changed (no reload of its image). False
+   * when it already showed this version. Callers notify: `place` does once for every entry.
+   */
   updateTile(tile, data) {
     const previous = tile.data;
-    if (previous && previous.version === data.version) return;
+    if (previous && previous.version === data.version) return false;
     tile.data = data;
     const { node, img } = tile;
     const status = effectiveStatus(data);
@@ -404,8 +419,8 @@ export class Gallery {
     const name = displayName(data);
     node.title = `${name} — ${data.format || "?"}, ${status}`;
     node.setAttribute("aria-label", `${name} (${status})`);
-    node.querySelector(".tile-label").textContent = `${data.format || "?"} · ${name}`;
-    node.querySelector(".tile-badge").textContent = status === "present" ? "" : status;
+    tile.label.textContent = `${data.format || "?"} · ${name}`;
+    tile.badge.textContent = status === "present" ? "" : status;
     const src = thumbnailUrl(data);
     if (src === null) {
       img.removeAttribute("src");
@@ -415,13 +430,13 @@ export class Gallery {
     else if (node.classList.contains("broken") && data.thumbnail && !previous?.thumbnail) {
       img.src = src; // the thumbnail exists now: try again
     }
-    if (previous) this.notify(data.id);
+    return true;
   }
 
   updateStatus() {
-    const shown = this.tiles.size;
-    this.grid.dataset.complete = String(this.exhausted);
-    this.grid.setAttribute("aria-busy", String(Boolean(this.loading)));
+    const shown = this.tiles.size; // runs after every feed entry: touch only what changed
+    setIfChanged(this.grid, "data-complete", String(this.exhausted));
+    setIfChanged(this.grid, "aria-busy", String(Boolean(this.loading)));
     let text;
     if (!this.started) text = "";
     else if (shown === 0 && this.loading) text = "Loading…";

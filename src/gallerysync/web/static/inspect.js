@@ -4,7 +4,7 @@
 // so it is loaded when the page is opened or refreshed, not on every change.
 
 import { get } from "./api.js";
-import { formatBytes, formatDate, h } from "./util.js";
+import { formatBytes, formatDate, h, terms } from "./util.js";
 
 const DIR_FIELDS = [
   ["files_on_disk", "Files on disk"],
@@ -15,6 +15,13 @@ const DIR_FIELDS = [
   ["duplicate_groups", "Duplicate groups"],
   ["symlinks_not_followed", "Symlinks not followed"],
 ];
+const JOB_STATES = ["pending", "running", "failed"];
+
+const count = (n) => String(n ?? "—");
+
+function section(attrs, title, ...children) {
+  return h("section", attrs, h("h3", {}, title), ...children);
+}
 
 function pathList(title, paths, total) {
   if (!paths || !paths.length) return null;
@@ -24,6 +31,28 @@ function pathList(title, paths, total) {
     {},
     h("summary", {}, `${title}${more}`),
     h("ul", { class: "paths" }, paths.map((p) => h("li", {}, typeof p === "string" ? p : `${p.path}: ${p.error}`))),
+  );
+}
+
+function storageDir(dir) {
+  const idFile = [dir.id_file?.status, dir.id_file?.alias ? `alias ${dir.id_file.alias}` : "", dir.id_file?.detail || ""];
+  return section(
+    { class: "storage-dir", "data-source-id": dir.id },
+    [dir.source, " ", h("span", { class: "source-status", "data-status": dir.status }, dir.status)],
+    h("p", { class: "storage-root" }, h("code", {}, dir.root)),
+    dir.status_detail ? h("p", { class: "source-detail" }, dir.status_detail) : null,
+    h(
+      "dl",
+      {},
+      terms([
+        ["Id file", "id-file", idFile.filter(Boolean).join(" · ")],
+        ["Last scan", "last-scan", formatDate(dir.last_scan_at)],
+        ...DIR_FIELDS.map(([key, label]) => [label, key, count(dir[key])]),
+      ]),
+    ),
+    pathList("Unregistered files", dir.unregistered_paths, dir.unregistered),
+    pathList("Missing files", dir.missing_paths, dir.missing),
+    pathList("Errors", dir.errors, dir.errored),
   );
 }
 
@@ -62,62 +91,21 @@ export class InspectorPage {
   }
 
   render(report) {
-    const parts = [];
-    const assets = report.assets || {};
-    parts.push(
-      h(
-        "section",
-        { class: "inspect-totals" },
-        h("h3", {}, "Assets"),
-        h(
-          "dl",
-          {},
-          Object.entries(assets).flatMap(([status, n]) => [
-            h("dt", {}, status),
-            h("dd", { "data-field": `assets-${status}` }, String(n)),
-          ]),
-        ),
-      ),
-    );
-    for (const dir of report.storage_dirs || []) {
-      parts.push(
-        h(
-          "section",
-          { class: "storage-dir", "data-source-id": dir.id },
-          h("h3", {}, dir.source, " ", h("span", { class: "source-status", "data-status": dir.status }, dir.status)),
-          h("p", { class: "storage-root" }, h("code", {}, dir.root)),
-          dir.status_detail ? h("p", { class: "source-detail" }, dir.status_detail) : null,
-          h(
-            "dl",
-            {},
-            h("dt", {}, "Id file"),
-            h(
-              "dd",
-              { "data-field": "id-file" },
-              [dir.id_file?.status, dir.id_file?.alias ? `alias ${dir.id_file.alias}` : "", dir.id_file?.detail || ""]
-                .filter(Boolean)
-                .join(" · "),
-            ),
-            h("dt", {}, "Last scan"),
-            h("dd", { "data-field": "last-scan" }, formatDate(dir.last_scan_at)),
-            DIR_FIELDS.flatMap(([key, label]) => [
-              h("dt", {}, label),
-              h("dd", { "data-field": key }, dir[key] === null || dir[key] === undefined ? "—" : String(dir[key])),
-            ]),
-          ),
-          pathList("Unregistered files", dir.unregistered_paths, dir.unregistered),
-          pathList("Missing files", dir.missing_paths, dir.missing),
-          pathList("Errors", dir.errors, dir.errored),
-        ),
-      );
-    }
-    if (!(report.storage_dirs || []).length) parts.push(h("p", {}, "No storage dirs."));
+    const dirs = report.storage_dirs || [];
     const groups = report.duplicate_groups || [];
-    parts.push(
-      h(
-        "section",
+    // `blobs` and `jobs` are instance-wide: null unless the caller is the admin.
+    const { blobs, jobs } = report;
+    const parts = [
+      section(
+        { class: "inspect-totals" },
+        "Assets",
+        h("dl", {}, terms(Object.entries(report.assets || {}).map(([status, n]) => [status, `assets-${status}`, String(n)]))),
+      ),
+      ...dirs.map(storageDir),
+      dirs.length ? null : h("p", {}, "No storage dirs."),
+      section(
         { class: "inspect-duplicates" },
-        h("h3", {}, `Duplicates (${groups.length})`),
+        `Duplicates (${groups.length})`,
         groups.length
           ? h(
               "details",
@@ -133,54 +121,33 @@ export class InspectorPage {
             )
           : null,
       ),
-    );
-    // `blobs` and `jobs` are instance-wide: null unless the caller is the admin.
-    const blobs = report.blobs;
-    if (blobs) {
-      parts.push(
-        h(
-          "section",
+      blobs &&
+        section(
           { class: "inspect-blobs" },
-          h("h3", {}, "Blob store"),
+          "Blob store",
           h(
             "dl",
             {},
-            h("dt", {}, "Blobs"),
-            h("dd", { "data-field": "blobs" }, String(blobs.count ?? "—")),
-            h("dt", {}, "Bytes"),
-            h("dd", {}, formatBytes(blobs.bytes)),
-            h("dt", {}, "Orphans"),
-            h("dd", { "data-field": "orphans" }, String(blobs.orphans ?? "—")),
-          ),
-        ),
-      );
-    }
-    const jobs = report.jobs;
-    if (jobs) {
-      parts.push(
-        h(
-          "section",
-          { class: "inspect-jobs" },
-          h("h3", {}, "Jobs"),
-          h(
-            "dl",
-            {},
-            ["pending", "running", "failed"].flatMap((k) => [
-              h("dt", {}, k),
-              h("dd", { "data-field": `jobs-${k}` }, String(jobs[k] ?? "—")),
+            terms([
+              ["Blobs", "blobs", count(blobs.count)],
+              ["Bytes", null, formatBytes(blobs.bytes)],
+              ["Orphans", "orphans", count(blobs.orphans)],
             ]),
           ),
+        ),
+      jobs &&
+        section(
+          { class: "inspect-jobs" },
+          "Jobs",
+          h("dl", {}, terms(JOB_STATES.map((k) => [k, `jobs-${k}`, count(jobs[k])]))),
           pathList(
             "Failed jobs",
             (jobs.failed_jobs || []).map((j) => ({ path: `${j.kind} ${j.id} (${j.attempts} attempts)`, error: j.error })),
             jobs.failed,
           ),
         ),
-      );
-    }
-    parts.push(
       h("details", { class: "inspect-raw" }, h("summary", {}, "Raw report"), h("pre", {}, JSON.stringify(report, null, 2))),
-    );
-    this.report.replaceChildren(...parts);
+    ];
+    this.report.replaceChildren(...parts.filter(Boolean));
   }
 }

@@ -140,6 +140,7 @@ export class Lightbox {
       : data.trashed
         ? "In the trash."
         : "";
+    const original = data.original || `/api/assets/${encodeURIComponent(id)}/original`;
     if (newAsset) {
       this.showPlaceholder(false);
       const thumb = thumbnailUrl(data);
@@ -155,11 +156,11 @@ export class Lightbox {
         full.onload = () => {
           if (this.id === id) this.image.src = full.src;
         };
-        full.src = data.original || `/api/assets/${encodeURIComponent(id)}/original`;
+        full.src = original;
       }
     }
     this.original.hidden = missing;
-    this.original.href = data.original || `/api/assets/${encodeURIComponent(id)}/original`;
+    this.original.href = original;
     this.trash.hidden = false;
     this.trash.textContent = data.trashed ? "Restore" : "Move to trash";
     const rows = [

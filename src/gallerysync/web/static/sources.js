@@ -7,7 +7,7 @@
 // entries still shows progress that way).
 
 import { get, post } from "./api.js";
-import { formatDate, formatDuration, h } from "./util.js";
+import { formatDate, formatDuration, h, terms } from "./util.js";
 
 const POLL_MS = 1000;
 const EXPECT_RUN_MS = 60000;
@@ -52,6 +52,11 @@ export class SourcesPage {
       const run = this.sources.get(id)?.last_run;
       if (Date.now() > wait.until || (run && run.id !== wait.previous)) this.expect.delete(id);
     }
+    this.changed();
+  }
+
+  /** The list of sources changed: tell the app (the source filter), redraw. */
+  changed() {
     this.onChanged([...this.sources.values()]);
     this.render();
   }
@@ -104,8 +109,7 @@ export class SourcesPage {
       }
       this.sources.set(entry.id, { ...known, ...entry.data });
     }
-    this.onChanged([...this.sources.values()]);
-    this.render();
+    this.changed();
   }
 
   /** A change-feed entry of type "sync_run". */
@@ -129,14 +133,14 @@ export class SourcesPage {
   async sync(id, mode) {
     const source = this.sources.get(id);
     this.expect.set(id, { previous: source?.last_run?.id ?? null, until: Date.now() + EXPECT_RUN_MS });
-    const card = this.cards.get(id);
-    if (card) card.querySelector(".source-error").textContent = "";
+    const error = this.cards.get(id)?.querySelector(".source-error");
+    if (error) error.textContent = "";
     this.render();
     try {
       await post(`/api/sources/${encodeURIComponent(id)}/sync`, { mode });
     } catch (err) {
       this.expect.delete(id);
-      if (card) card.querySelector(".source-error").textContent = `Could not start: ${err.message}`;
+      if (error) error.textContent = `Could not start: ${err.message}`;
       this.render();
       return;
     }
@@ -174,16 +178,13 @@ export class SourcesPage {
       h(
         "dl",
         {},
-        h("dt", {}, "Kind"),
-        h("dd", { "data-field": "kind" }),
-        h("dt", {}, "Location"),
-        h("dd", { "data-field": "root" }),
-        h("dt", {}, "Last scan"),
-        h("dd", { "data-field": "last-scan" }),
-        h("dt", {}, "Last sync"),
-        h("dd", { "data-field": "last-run" }, h("span", { class: "last-run" })),
-        h("dt", {}, "Counts"),
-        h("dd", { "data-field": "counts" }),
+        terms([
+          ["Kind", "kind"],
+          ["Location", "root"],
+          ["Last scan", "last-scan"],
+          ["Last sync", "last-run", h("span", { class: "last-run" })],
+          ["Counts", "counts"],
+        ]),
       ),
       h("progress", { class: "sync-progress", hidden: true }),
       h("p", { class: "source-detail" }),

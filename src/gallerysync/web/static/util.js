@@ -69,3 +69,12 @@ export function basename(path) {
   const i = path.lastIndexOf("/");
   return i < 0 ? path : path.slice(i + 1);
 }
+
+/** The `<dt>`/`<dd>` pairs of a `<dl>`, from `[label, field, value]` rows (`field` names the
+ *  `<dd>`'s data-field; null leaves it out). */
+export function terms(rows) {
+  return rows.flatMap(([label, field, value]) => [
+    h("dt", {}, label),
+    h("dd", { "data-field": field }, value),
+  ]);
+}
