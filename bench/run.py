@@ -5,7 +5,7 @@ Run it from the repository root:
     .venv/bin/python bench/run.py [--suite scan|live|all] [--quick] [--data DIR] [--keep-homes]
 
 This module is the one benchmark command: `--suite scan` runs the scan benchmark described
-here, `--suite live` the live benchmarks of `bench/live.py` (SSE fan-out, catch-up, asset pages,
+here, `--suite live` the live benchmarks of `bench/live/` (SSE fan-out, catch-up, asset pages,
 first paint in Chromium), and `all` (the default) both, scan first.
 
 Method
@@ -55,6 +55,7 @@ Results: `bench/results/scan-YYYYMMDD-HHMMSS.json` and `.md`, and the scan secti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -470,14 +471,17 @@ class InProcess:
         self.runtime.close()
 
 
+def catalog_ro(home: Path) -> contextlib.closing[sqlite3.Connection]:
+    """The home's SQLite catalog, read-only, closed on leaving the `with` block."""
+    uri = f"file:{home / 'catalog.sqlite3'}?mode=ro"
+    return contextlib.closing(sqlite3.connect(uri, uri=True))
+
+
 def hashed_since(home: Path, since_ms: int) -> int:
     """Scan-cache rows written at or after `since_ms`: the files a scan (re)examined."""
-    conn = sqlite3.connect(f"file:{home / 'catalog.sqlite3'}?mode=ro", uri=True)
-    try:
+    with catalog_ro(home) as conn:
         row = conn.execute("SELECT count(*) FROM scan_cache WHERE seen_at >= ?", (since_ms,))
         return int(row.fetchone()[0])
-    finally:
-        conn.close()
 
 
 def gallerysync_command() -> list[str]:
@@ -553,18 +557,20 @@ def _counted(counts: dict[str, Any]) -> Any:
     return counts.get("hashed", "n/a")
 
 
-def _expect(results: Results, what: str, got: Any, wanted: Any) -> None:
-    if got == "n/a":
-        return
-    if got != wanted:
-        message = f"{what}: got {got}, expected {wanted}"
-        results.warnings.append(message)
-        log("WARNING " + message)
+def warn(results: Results, message: str) -> None:
+    """A sanity failure: the suite exits 1 (the goals only say PASS/MISS)."""
+    results.warnings.append(message)
+    log("WARNING " + message)
+
+
+def expect(results: Results, what: str, got: Any, wanted: Any) -> None:
+    if got != "n/a" and got != wanted:
+        warn(results, f"{what}: got {got}, expected {wanted}")
 
 
 def bench_images(results: Results, tree: Path, homes: Path, sizes: Sizes, workers: int) -> None:
     paths = media_files(tree, ".jpg")
-    _expect(results, "image files on disk", len(paths), sizes.images)
+    expect(results, "image files on disk", len(paths), sizes.images)
     log(f"images: warming the page cache ({len(paths)} files) ...")
     total = warm_cache(paths, workers)
     raw_runs = [raw_blake3(paths, workers) for _ in range(sizes.repeats)]
@@ -578,16 +584,16 @@ def bench_images(results: Results, tree: Path, homes: Path, sizes: Sizes, worker
         scan = inproc.scan()
     finally:
         inproc.close()
-    _expect(results, "in-process image scan: added", scan.counts["added"], len(paths))
-    _expect(results, "in-process image scan: errors", scan.counts["errors"], 0)
+    expect(results, "in-process image scan: added", scan.counts["added"], len(paths))
+    expect(results, "in-process image scan: errors", scan.counts["errors"], 0)
     inproc_rate = total / MB / scan.seconds
     log(f"  {scan.seconds:.2f}s = {inproc_rate:.0f} MB/s")
 
     log("images: CLI initial scan (fresh home) ...")
     cli = CliHome(homes / "images-cli", tree, homes)
     run, report, _hashed = cli.sync()
-    _expect(results, "CLI image scan: added", report["added"], len(paths))
-    _expect(results, "CLI image scan: errors", report["errors"], 0)
+    expect(results, "CLI image scan: added", report["added"], len(paths))
+    expect(results, "CLI image scan: errors", report["errors"], 0)
     cli_rate = total / MB / run.seconds
     startup = cli.startup()
     log(f"  {run.seconds:.2f}s = {cli_rate:.0f} MB/s (start-up {startup.seconds:.2f}s)")
@@ -641,7 +647,7 @@ def _touch(paths: Sequence[str], mtime_ns: int) -> None:
 def bench_small(results: Results, tree: Path, homes: Path, sizes: Sizes, workers: int) -> None:
     paths = media_files(tree, ".png")
     n = len(paths)
-    _expect(results, "small files on disk", n, sizes.small)
+    expect(results, "small files on disk", n, sizes.small)
     log(f"small: warming the page cache ({n} files) ...")
     warm_cache(paths, workers)
     bare_walk(str(tree))
@@ -655,20 +661,20 @@ def bench_small(results: Results, tree: Path, homes: Path, sizes: Sizes, workers
     log("small: CLI initial scan (fresh home, peak RSS) ...")
     cli = CliHome(homes / "small-cli", tree, homes)
     cli_initial, cli_initial_report, _ = cli.sync()
-    _expect(results, "CLI small initial: added", cli_initial_report["added"], n)
+    expect(results, "CLI small initial: added", cli_initial_report["added"], n)
     rss_mb = cli_initial.maxrss_kb * 1024 / MB
     log(f"  {cli_initial.seconds:.2f}s, peak RSS {rss_mb:.0f} MB")
     log("small: CLI unchanged rescan ...")
     cli_rescan, cli_rescan_report, cli_rescan_hashed = cli.sync()
-    _expect(results, "CLI unchanged rescan: hashed", cli_rescan_hashed, 0)
-    _expect(results, "CLI unchanged rescan: counts", _counted(cli_rescan_report), 0)
+    expect(results, "CLI unchanged rescan: hashed", cli_rescan_hashed, 0)
+    expect(results, "CLI unchanged rescan: counts", _counted(cli_rescan_report), 0)
     log(f"  {cli_rescan.seconds:.2f}s")
 
     log("small: in-process initial scan (fresh home) ...")
     inproc = InProcess(homes / "small-inprocess", tree)
     try:
         initial = inproc.scan()
-        _expect(results, "in-process small initial: added", initial.counts["added"], n)
+        expect(results, "in-process small initial: added", initial.counts["added"], n)
         log(f"  {initial.seconds:.2f}s")
 
         log("small: bare walk vs in-process unchanged rescan ...")
@@ -679,10 +685,10 @@ def bench_small(results: Results, tree: Path, homes: Path, sizes: Sizes, workers
             walks.append(seconds)
             rescans.append(inproc.scan())
         for r in rescans:
-            _expect(results, "in-process unchanged rescan: hashed", r.hashed, 0)
-            _expect(results, "in-process unchanged rescan: re-cached", r.verified_hashed, 0)
-            _expect(results, "in-process unchanged rescan: counts", _counted(r.counts), 0)
-            _expect(results, "in-process unchanged rescan: unchanged", r.counts["unchanged"], n)
+            expect(results, "in-process unchanged rescan: hashed", r.hashed, 0)
+            expect(results, "in-process unchanged rescan: re-cached", r.verified_hashed, 0)
+            expect(results, "in-process unchanged rescan: counts", _counted(r.counts), 0)
+            expect(results, "in-process unchanged rescan: unchanged", r.counts["unchanged"], n)
         walk_s = _best(walks)
         rescan_s = _best([r.seconds for r in rescans])
         log(f"  walk {walk_s:.3f}s ({walked} entries), rescan {rescan_s:.3f}s")
@@ -695,9 +701,9 @@ def bench_small(results: Results, tree: Path, homes: Path, sizes: Sizes, workers
             touched_runs.append(inproc.scan())
         want = len(touched)
         for r in touched_runs:
-            _expect(results, "in-process 1% rescan: hashed (progress)", r.hashed, want)
-            _expect(results, "in-process 1% rescan: hashed (catalog)", r.verified_hashed, want)
-            _expect(results, "in-process 1% rescan: hashed (counts)", _counted(r.counts), want)
+            expect(results, "in-process 1% rescan: hashed (progress)", r.hashed, want)
+            expect(results, "in-process 1% rescan: hashed (catalog)", r.verified_hashed, want)
+            expect(results, "in-process 1% rescan: hashed (counts)", _counted(r.counts), want)
         touched_s = _best([r.seconds for r in touched_runs])
         log(f"  {touched_s:.3f}s")
     finally:
@@ -705,8 +711,8 @@ def bench_small(results: Results, tree: Path, homes: Path, sizes: Sizes, workers
 
     log("small: CLI rescan after the touches ...")
     cli_touched, cli_touched_report, cli_touched_hashed = cli.sync()
-    _expect(results, "CLI 1% rescan: hashed (catalog)", cli_touched_hashed, len(touched))
-    _expect(results, "CLI 1% rescan: hashed (counts)", _counted(cli_touched_report), len(touched))
+    expect(results, "CLI 1% rescan: hashed (catalog)", cli_touched_hashed, len(touched))
+    expect(results, "CLI 1% rescan: hashed (counts)", _counted(cli_touched_report), len(touched))
     log(f"  {cli_touched.seconds:.2f}s")
 
     share = len(touched) / n
@@ -879,37 +885,66 @@ def text_table(lines: Sequence[Line]) -> str:
 
 def markdown(results: Results, command: str) -> str:
     p = results.params
-    env = results.environment
-    rows = table_rows(results.lines)
-    md = [
+    head = [
         f"# gallerysync scan benchmark — {p['started']}",
         "",
         f"Command: `{command}`  ",
         f"Mode: {'quick (1/10 sizes)' if p['quick'] else 'full'}; "
         f"{p['images']:,} JPEGs ({p['image_bytes'] / MB:,.0f} MB) in {p['image_dirs']} folders, "
         f"{p['small']:,} PNGs in {p['small_dirs']} folders; best of {p['repeats']} where repeated.",
-        "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join("---" for _ in HEADER) + "|",
-        *("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows),
-        "",
-        "Notes per line:",
-        "",
-        *(f"- {line.name}: {line.note}" for line in results.lines if line.note),
-        "",
-        f"Environment: Python {env['python']}, {env['cpus']} CPUs, {env['platform']}, "
-        f"gallerysync {env['gallerysync']} at {env['git_commit']}"
-        f"{' (dirty tree)' if env['git_dirty'] else ''}; load average (1, 5, 15 min) "
-        f"{env['load_average_at_start']} at start, {env['load_average_at_end']} at the end "
-        "(other processes on the machine make the figures noisier).",
+    ]
+    tail = [
+        environment_text(results.environment),
         "",
         "The in-process figures (`FolderScan(...).run()`, catalog already open) are the ones held "
         "against the goals; CLI figures add interpreter start-up, imports and opening the catalog. "
         "All files are in the page cache for scans and limits alike. Method: see `bench/run.py`.",
     ]
+    return markdown_document(head, results, tail)
+
+
+def markdown_document(head: Sequence[str], results: Results, tail: Sequence[str]) -> str:
+    """A suite's results page: `head`, the table, the notes per line, `tail`, the warnings."""
+    md = [
+        *head,
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "|".join("---" for _ in HEADER) + "|",
+        *(
+            "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+            for row in table_rows(results.lines)
+        ),
+        "",
+        "Notes per line:",
+        "",
+        *(f"- {line.name}: {line.note}" for line in results.lines if line.note),
+        "",
+        *tail,
+    ]
     if results.warnings:
         md += ["", "Warnings:", "", *(f"- {w}" for w in results.warnings)]
     return "\n".join(md) + "\n"
+
+
+def environment_text(env: dict[str, Any], extra: str = "") -> str:
+    """The environment sentence; `extra` ("; uvicorn …") goes before the load average."""
+    return (
+        f"Environment: Python {env['python']}, {env['cpus']} CPUs, {env['platform']}, "
+        f"gallerysync {env['gallerysync']} at {env['git_commit']}"
+        f"{' (dirty tree)' if env['git_dirty'] else ''}{extra}; load average (1, 5, 15 min) "
+        f"{env['load_average_at_start']} at start, {env['load_average_at_end']} at the end "
+        "(other processes on the machine make the figures noisier)."
+    )
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def note_busy() -> None:
+    busy = os.getloadavg()[0]
+    if busy > 0.5:
+        log(f"note: load average {busy:.2f} before starting; other processes may skew figures")
 
 
 def environment() -> dict[str, Any]:
@@ -930,7 +965,7 @@ def environment() -> dict[str, Any]:
         "gallerysync": gallerysync.__version__,
         "git_commit": git("rev-parse", "--short", "HEAD") or "unknown",
         "git_dirty": bool(git("status", "--porcelain", "--", "src")),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "load_average_at_start": load_average(),
     }
 
 
@@ -991,7 +1026,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--suite",
         choices=(*SUITES, "all"),
         default="all",
-        help="scan (bench/run.py), live (bench/live.py) or both (default)",
+        help="scan (bench/run.py), live (bench/live/) or both (default)",
     )
     parser.add_argument("--quick", action="store_true", help="1/10 of the sizes (smoke run)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="generated trees")
@@ -1020,9 +1055,7 @@ def scan_suite(quick: bool, data: Path, keep_homes: bool, command: str) -> int:
     suffix = "-quick" if quick else ""
     images_tree = data / f"images{suffix}"
     small_tree = data / f"small{suffix}"
-    busy = os.getloadavg()[0]
-    if busy > 0.5:
-        log(f"note: load average {busy:.2f} before starting; other processes may skew figures")
+    note_busy()
     ensure_images(images_tree, sizes)
     ensure_small(small_tree, sizes)
 
@@ -1045,16 +1078,21 @@ def scan_suite(quick: bool, data: Path, keep_homes: bool, command: str) -> int:
     finally:
         if not keep_homes:
             shutil.rmtree(homes, ignore_errors=True)
+    return report(results, "scan", f"scan-{stamp}{suffix}", command, lambda r: markdown(r, command))
+
+
+def report(
+    results: Results, suite: str, name: str, command: str, render: Callable[[Results], str]
+) -> int:
+    """Judge the lines, print the table, write `name`.json and .md and `suite`'s section of
+    `latest.md`; returns 1 when a sanity check failed."""
     for line in results.lines:
         line.judge()
-    results.environment["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-
-    table = text_table(results.lines)
-    print(table)
+    results.environment["load_average_at_end"] = load_average()
+    print(text_table(results.lines))
     for warning in results.warnings:
         print(f"WARNING: {warning}")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    name = f"scan-{stamp}{suffix}"
     payload = {
         "command": command,
         "params": results.params,
@@ -1064,13 +1102,13 @@ def scan_suite(quick: bool, data: Path, keep_homes: bool, command: str) -> int:
         "raw": results.raw,
     }
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    summary = markdown(results, command)
+    summary = render(results)
     (RESULTS_DIR / f"{name}.md").write_text(summary)
-    write_latest("scan", summary)
+    write_latest(suite, summary)
     log(f"results: {RESULTS_DIR / name}.json, .md and latest.md")
     return 1 if results.warnings else 0
 
 
 if __name__ == "__main__":
-    sys.modules.setdefault("run", sys.modules[__name__])  # live.py imports this module as `run`
+    sys.modules.setdefault("run", sys.modules[__name__])  # bench/live/ imports this module as `run`
     sys.exit(main())

@@ -112,7 +112,7 @@ def check_bind_host(host: str, *, auth: bool) -> None:
 def tune_garbage_collector() -> None:
     """For a long-running server: move everything alive after start-up out of the collector's
     sight (`gc.freeze`) and collect the young generation less often. Measured with 1,000 open
-    streams (bench/live.py): the default thresholds ran full collections of ~140 ms over
+    streams (bench/live/): the default thresholds ran full collections of ~140 ms over
     ~300,000 long-lived objects about once a second, setting the p99 stream latency; only
     cyclic garbage waits longer (reference counting frees everything else at once)."""
     gc.collect()
