@@ -86,9 +86,13 @@ class Library:
             stop_serve(self.serve)
 
     @property
+    def running(self) -> ServeProcess:
+        assert self.serve is not None, "start() first"
+        return self.serve
+
+    @property
     def url(self) -> str:
-        assert self.serve is not None
-        return self.serve.url
+        return self.running.url
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         if self.token:
@@ -132,6 +136,16 @@ def open_gallery(context: BrowserContext, url: str, query: str = "") -> Page:
     page.goto(url + "/" + query)
     expect(page.locator("#live")).to_have_attribute("data-state", "live")
     page.evaluate("window.__loadId = 'load-' + Math.random()")
+    return page
+
+
+def gallery_of(library: Library, context: BrowserContext, count: int) -> Page:
+    """`count` new images, `serve` started on them, and a tab on the gallery that is live and
+    shows all of them."""
+    library.images(count)
+    library.start()
+    page = open_gallery(context, library.url)
+    expect(page.locator(TILES)).to_have_count(count)
     return page
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from playwright.sync_api import BrowserContext, Request, expect
 
-from tests.web.support import TILES, Library, open_gallery, tile, tile_ids
+from tests.web.support import TILES, Library, gallery_of, open_gallery, tile, tile_ids
 
 
 def test_infinite_scroll_loads_keyset_pages(library: Library, context: BrowserContext) -> None:
@@ -36,10 +36,7 @@ def test_infinite_scroll_loads_keyset_pages(library: Library, context: BrowserCo
 
 
 def test_lightbox_keyboard_and_metadata(library: Library, context: BrowserContext) -> None:
-    library.images(4)
-    library.start()
-    page = open_gallery(context, library.url)
-    expect(page.locator(TILES)).to_have_count(4)
+    page = gallery_of(library, context, 4)
     ids = tile_ids(page)
     box = page.locator("#lightbox")
     expect(box).to_be_hidden()

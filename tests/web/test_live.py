@@ -13,6 +13,7 @@ from tests.helpers import wait_for, write_image
 from tests.web.support import (
     TILES,
     Library,
+    gallery_of,
     grid_mutations,
     load_id,
     mark_tiles,
@@ -39,12 +40,9 @@ new MutationObserver(() => {
 
 
 def test_new_file_appears_first_without_rerender(library: Library, context: BrowserContext) -> None:
-    library.images(5)
-    library.start()
     pages: list[str] = []
     context.on("request", lambda r: pages.append(r.url) if "/api/assets?" in r.url else None)
-    page = open_gallery(context, library.url)
-    expect(page.locator(TILES)).to_have_count(5)
+    page = gallery_of(library, context, 5)
     before = mark_tiles(page)
     assert before == library.asset_ids()
     loaded = load_id(page)
@@ -78,10 +76,7 @@ def test_new_file_appears_first_without_rerender(library: Library, context: Brow
 def test_trashed_asset_disappears_and_missing_file_stays_as_placeholder(
     library: Library, context: BrowserContext
 ) -> None:
-    paths = library.images(4)
-    library.start()
-    page = open_gallery(context, library.url)
-    expect(page.locator(TILES)).to_have_count(4)
+    page = gallery_of(library, context, 4)
     ids = mark_tiles(page)
     loaded = load_id(page)
 
@@ -94,7 +89,7 @@ def test_trashed_asset_disappears_and_missing_file_stays_as_placeholder(
     # as a placeholder with a "missing" badge.
     gone = ids[2]
     path = library.api("GET", f"/api/assets/{gone}")["origins"][0]["path"]
-    next(p for p in paths if p.name == path).unlink()
+    (library.root / path).unlink()
     expect(tile(page, gone)).to_have_attribute("data-status", "missing")
     expect(tile(page, gone)).to_have_class(re.compile(r"\bmissing\b"))
     expect(tile(page, gone).locator(".tile-badge")).to_have_text("missing")
@@ -104,10 +99,8 @@ def test_trashed_asset_disappears_and_missing_file_stays_as_placeholder(
 
 
 def test_reconnect_catches_up_exactly_once(library: Library, context: BrowserContext) -> None:
-    library.images(3)
-    serve = library.start()
-    page = open_gallery(context, library.url)
-    expect(page.locator(TILES)).to_have_count(3)
+    page = gallery_of(library, context, 3)
+    serve = library.running
     before = mark_tiles(page)
     loaded = load_id(page)
 
@@ -171,10 +164,8 @@ def test_live_indicator_follows_the_connection(library: Library, context: Browse
 
 def test_reset_reloads_the_data(library: Library, context: BrowserContext) -> None:
     """A token of another catalog gets `event: reset`: the page loads the new data in place."""
-    library.images(3)
-    serve = library.start()
-    page = open_gallery(context, library.url)
-    expect(page.locator(TILES)).to_have_count(3)
+    page = gallery_of(library, context, 3)
+    serve = library.running
     loaded = load_id(page)
 
     other = Library(home=library.home.parent / "other-home", root=library.home.parent / "other")

@@ -7,16 +7,13 @@ from __future__ import annotations
 from playwright.sync_api import BrowserContext, expect
 
 from tests.helpers import cli_json, run_cli, wait_for
-from tests.web.support import TILES, Library, open_gallery
+from tests.web.support import TILES, Library, gallery_of
 
 SESSION_COOKIE = "gallerysync_session"
 
 
 def test_auth_off_means_the_local_owner(library: Library, context: BrowserContext) -> None:
-    library.images(1)
-    library.start()
-    page = open_gallery(context, library.url)
-    expect(page.locator(TILES)).to_have_count(1)
+    page = gallery_of(library, context, 1)
     expect(page.locator("#signin")).to_be_hidden()
     expect(page.locator("#user")).to_be_hidden()
 

@@ -21,7 +21,6 @@ export class ChangeFeed {
     this.lastId = null; // the last event id we saw (the browser also tracks id-only events)
     this.failures = 0;
     this.timer = null;
-    this.state = "connecting";
     this.generation = 0; // bumped by close(): a probe in flight must not reopen a closed feed
   }
 
@@ -44,16 +43,11 @@ export class ChangeFeed {
     }
   }
 
-  setState(state, detail = "") {
-    this.state = state;
-    this.onState(state, detail);
-  }
-
   connect() {
     const since = this.lastId || this.token;
     const source = new EventSource(`/api/changes/stream${query({ since })}`);
     this.source = source;
-    this.setState("connecting");
+    this.onState("connecting");
     const mine = (handler) => (event) => {
       if (this.source === source) handler(event);
     };
@@ -61,7 +55,7 @@ export class ChangeFeed {
       "open",
       mine(() => {
         this.failures = 0;
-        this.setState("connecting", "catching up");
+        this.onState("connecting", "catching up");
       }),
     );
     source.addEventListener(
@@ -81,7 +75,7 @@ export class ChangeFeed {
       "up-to-date",
       mine((event) => {
         if (event.lastEventId) this.lastId = event.lastEventId;
-        this.setState("live");
+        this.onState("live");
       }),
     );
     source.addEventListener(
@@ -90,14 +84,14 @@ export class ChangeFeed {
         // The stream ends after a reset; the browser would reconnect with the same id and be
         // told to reset again. Stop here and let the app reload its data.
         this.close();
-        this.setState("connecting", "reloading");
+        this.onState("connecting", "reloading");
         this.onReset();
       }),
     );
     source.addEventListener(
       "error",
       mine(() => {
-        this.setState("offline", "reconnecting…");
+        this.onState("offline", "reconnecting…");
         if (source.readyState === EventSource.CLOSED) {
           // The browser gave up (an answer that was not an event stream: 401, 422, a proxy's
           // 502 …). Find out why with an ordinary request, then retry ourselves.

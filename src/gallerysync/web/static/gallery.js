@@ -73,7 +73,7 @@ export function displayName(asset) {
   return origin ? basename(origin.path) : asset.id;
 }
 
-/** An attribute write even of the same value wakes observers and styles: skip it. */
+/** setAttribute, skipped when the value is already there (a write wakes observers anyway). */
 function setIfChanged(el, name, value) {
   if (el.getAttribute(name) !== value) el.setAttribute(name, value);
 }
@@ -404,7 +404,7 @@ export class Gallery {
 
   /**
    * Bring one tile up to `data`; touches only what changed (no reload of its image). False
-   * when it already showed this version. Callers notify: `place` does once for every entry.
+   * when it already showed this version. It does not notify: `place` does once per entry.
    */
   updateTile(tile, data) {
     const previous = tile.data;

@@ -99,7 +99,11 @@ export class InspectorPage {
       section(
         { class: "inspect-totals" },
         "Assets",
-        h("dl", {}, terms(Object.entries(report.assets || {}).map(([status, n]) => [status, `assets-${status}`, String(n)]))),
+        h(
+          "dl",
+          {},
+          terms(Object.entries(report.assets || {}).map(([status, n]) => [status, `assets-${status}`, String(n)])),
+        ),
       ),
       ...dirs.map(storageDir),
       dirs.length ? null : h("p", {}, "No storage dirs."),
