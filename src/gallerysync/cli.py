@@ -9,8 +9,9 @@ import signal
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -31,11 +32,15 @@ from gallerysync.catalog.users import (
     revoke_token,
 )
 from gallerysync.config import Settings, load_settings
-from gallerysync.domain import Asset
+from gallerysync.domain import Asset, Source
 from gallerysync.errors import GallerySyncError, InvalidInputError
 from gallerysync.maintenance import collect_garbage, inspect_storage
 from gallerysync.runtime import Runtime, check_bind_host, open_runtime, serve
 from gallerysync.sync.folder import add_folder, import_files
+
+if TYPE_CHECKING:  # remote sources pull in aiohttp: imported when used (start-up time)
+    from gallerysync.sync.download import DownloadReport
+    from gallerysync.sync.remote import RemoteReport
 
 __all__ = ["app", "main"]
 
@@ -116,28 +121,96 @@ def _main(
 @source_app.command("add")
 def source_add(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="Source kind: folder.")],
-    target: Annotated[str, typer.Argument(help="For folder: the directory to catalog.")],
-    name: Annotated[str | None, typer.Option("--name", help="Name (default: folder name).")] = None,
+    kind: Annotated[str, typer.Argument(help="Source kind: folder, comfyui, peer.")],
+    target: Annotated[
+        str, typer.Argument(help="folder: the directory; comfyui/peer: the server's URL.")
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Name (default: folder name or host).")
+    ] = None,
     user: Annotated[
         str | None, typer.Option("--user", help="Owner (default: the local owner, admin).")
     ] = None,
+    download: Annotated[
+        str,
+        typer.Option(
+            "--download",
+            help="Remote sources: auto (fetch every new image), on-demand (when opened), off.",
+        ),
+    ] = "auto",
+    include_temp: Annotated[
+        bool,
+        typer.Option(
+            "--include-temp", help="comfyui: also catalog temp previews (wiped on restart)."
+        ),
+    ] = False,
+    token: Annotated[
+        str | None, typer.Option("--token", help="peer: an API token of the other instance.")
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", help="KEY=VALUE for a plug-in source kind (repeatable)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Add a source. `source add folder PATH` writes an SD_ID file into the folder."""
-    if kind != "folder":
-        _fail(f"unknown source kind {kind!r}; available: folder")
+    """Add a source. `source add folder PATH` writes an SD_ID file into the folder;
+    `source add comfyui URL` and `source add peer URL --token T` add remote servers (nothing
+    is fetched until `sync` or `serve`)."""
     runtime = _runtime(ctx)
     try:
         owner_id = None
         if user is not None:
             with runtime.catalog.read() as conn:
                 owner_id = get_user(conn, user).id
-        source = add_folder(runtime.catalog, target, name, owner_id=owner_id)
-        with runtime.catalog.read() as conn:
-            sd = get_storage_dir(conn, source.id)
+        if kind == "folder":
+            source = add_folder(runtime.catalog, target, name, owner_id=owner_id)
+            with runtime.catalog.read() as conn:
+                sd = get_storage_dir(conn, source.id)
+        else:
+            extra: dict[str, Any] = {}
+            if include_temp:
+                extra["include_temp"] = True
+            if token is not None:
+                extra["token"] = token
+            for pair in option or []:
+                key, eq, value = pair.partition("=")
+                if not eq or not key:
+                    _fail(f"--option wants KEY=VALUE, not {pair!r}")
+                extra[key] = value
+            from gallerysync.sync.remote import add_remote_source
+
+            source = add_remote_source(
+                runtime.catalog,
+                kind,
+                target,
+                name=name,
+                download=download,
+                owner_id=owner_id,
+                extra=extra,
+            )
+            sd = None
+    except GallerySyncError as exc:
+        _fail(str(exc))
     finally:
         runtime.close()
+    if sd is None:
+        if as_json:
+            _print_json(
+                {
+                    "id": source.id,
+                    "name": source.name,
+                    "kind": source.kind,
+                    "url": source.options.get("url"),
+                    "download": source.options.get("download"),
+                }
+            )
+        else:
+            out.print(
+                f"added {source.kind} source [bold]{source.name}[/bold] ({source.id}) at "
+                f"{source.options.get('url')}, download {source.options.get('download')}"
+            )
+            out.print("  run `gallerysync sync` to fetch it, or `gallerysync serve` to follow it")
+        return
     if as_json:
         _print_json(
             {
@@ -172,7 +245,8 @@ def source_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
                         "kind": s.kind,
                         "status": s.status.value,
                         "status_detail": s.status_detail,
-                        "root": sd.root if sd else None,
+                        "root": sd.root if sd else s.options.get("url"),
+                        "download": s.options.get("download") if sd is None else None,
                         "id_file": sd.id_file_status if sd else None,
                         "last_scan_at": sd.last_scan_at if sd else None,
                     }
@@ -207,35 +281,97 @@ def source_remove(ctx: typer.Context, name: str, as_json: JsonFlag = False) -> N
 # --- sync --------------------------------------------------------------------------------
 
 
+def _parse_since(text: str) -> int:
+    """`--since`: milliseconds since the epoch, or an ISO 8601 date/time (local time when it
+    has no offset)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        _fail(f"--since wants an ISO 8601 time (2026-11-21T10:00) or epoch ms, not {text!r}")
+    if when.tzinfo is None:
+        when = when.astimezone()
+    return int(when.timestamp() * 1000)
+
+
 @app.command("sync")
 def sync(
     ctx: typer.Context,
     names: Annotated[list[str] | None, typer.Argument(help="Sources (default: all).")] = None,
-    full: Annotated[bool, typer.Option("--full", help="Scan everything.")] = False,
-    smart: Annotated[bool, typer.Option("--smart", help="Only what changed (default).")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="List everything, then sweep what is gone.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Remote sources: what changed after this time."),
+    ] = None,
+    smart: Annotated[
+        bool, typer.Option("--smart", help="Only what reports a change (default).")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow a sweep that removes more than the limit.")
+    ] = False,
+    metadata_only: Annotated[
+        bool, typer.Option("--metadata-only", help="Remote sources: phase 1 only, no bytes.")
+    ] = False,
+    max_pages: Annotated[
+        int | None,
+        typer.Option("--max-pages", min=1, help="Stop after N pages (the next sync resumes)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Sync sources. For folders: a scan that hashes only new or changed files.
+    """Sync sources. Folders: a scan that hashes only new or changed files. Remote sources:
+    metadata page by page (resumable), then the bytes their download policy asks for.
 
-    `--json` prints one object per source: source, added, updated, moved, missing, unchanged,
-    errors, seconds (and status, deferred, detail).
+    `--json` prints one object per source. Folders: source, added, updated, moved, missing,
+    unchanged, errors, seconds (and status, deferred, detail). Remote sources: source, mode,
+    status, pages, listed, added, updated, unchanged, deleted, merged, refused, errors,
+    seconds, and `download` (what `download --json` prints) unless --metadata-only.
     """
-    if full and smart:
-        _fail("--full and --smart are mutually exclusive")
+    if sum((full, smart, since is not None)) > 1:
+        _fail("--full, --since and --smart are mutually exclusive")
+    since_ms = _parse_since(since) if since is not None else None
     mode = "full" if full else "smart"
     runtime = _runtime(ctx)
     cancel = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: cancel.set())
-    reports = []
+    results: list[dict[str, Any]] = []
+    lines: list[str] = []
+    failed = False
     try:
         for source in runtime.sources_named(names or []):
-            if source.kind != "folder":
-                continue
-            if as_json or not out.is_terminal:
-                report = runtime.scan(source, mode=mode, cancel=cancel)
+            if source.kind == "folder":
+                if as_json or not out.is_terminal:
+                    report = runtime.scan(source, mode=mode, cancel=cancel)
+                else:
+                    report = _scan_with_progress(runtime, source, mode, cancel)
+                results.append(report.as_json())
+                c = report.counts
+                line = (
+                    f"{report.source}: {report.status} — added {c.added}, updated {c.updated}, "
+                    f"moved {c.moved}, missing {c.missing}, unchanged {c.unchanged}, "
+                    f"errors {c.errors} in {report.seconds:.2f}s"
+                )
+                lines.append(line + (f" ({report.detail})" if report.detail else ""))
             else:
-                report = _scan_with_progress(runtime, source, mode, cancel)
-            reports.append(report)
+                remote, fetched = _sync_remote(
+                    runtime,
+                    source,
+                    "incremental" if since_ms else mode,
+                    since_ms,
+                    force,
+                    max_pages,
+                    metadata_only,
+                    cancel,
+                    quiet=as_json,
+                )
+                body = remote.as_json()
+                if fetched is not None:
+                    body["download"] = fetched.as_json()
+                results.append(body)
+                lines.append(_remote_line(remote, fetched))
+                failed = failed or remote.status == "failed"
             if cancel.is_set():
                 break
     except KeyboardInterrupt:
@@ -244,18 +380,152 @@ def sync(
         signal.signal(signal.SIGTERM, previous)
         runtime.close()
     if as_json:
-        _print_json([r.as_json() for r in reports])
+        _print_json(results)
     else:
-        for r in reports:
-            c = r.counts
-            line = (
-                f"{r.source}: {r.status} — added {c.added}, updated {c.updated}, "
-                f"moved {c.moved}, missing {c.missing}, unchanged {c.unchanged}, "
-                f"errors {c.errors} in {r.seconds:.2f}s"
-            )
-            out.print(line + (f" ({r.detail})" if r.detail else ""), highlight=False)
+        for line in lines:
+            out.print(line, highlight=False, soft_wrap=True)
     if cancel.is_set():
         raise typer.Exit(130)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _remote_line(report: RemoteReport, fetched: DownloadReport | None) -> str:
+    c = report.counts
+    line = (
+        f"{report.source}: {report.status} ({report.mode}) — listed {c.get('listed', 0)}, "
+        f"added {c.get('added', 0)}, updated {c.get('updated', 0)}, "
+        f"deleted {c.get('deleted', 0)}, merged {c.get('merged', 0)} in {report.seconds:.2f}s"
+    )
+    if report.skipped_types:
+        line += f"; no change in {', '.join(report.skipped_types)}"
+    if fetched is not None:
+        line += (
+            f"; downloaded {fetched.downloaded} ({fetched.bytes / 1e6:.1f} MB), "
+            f"failed {fetched.failed}"
+        )
+    for error in report.errors[:10]:
+        line += f"\n  {error}"
+    return line
+
+
+def _transfer_bar(label: str, *, show: bool) -> Progress:
+    """A Rich bar for remote work: what it does, items done of total, megabytes moved."""
+    return Progress(
+        TextColumn(f"[bold]{label}[/bold]"),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[mb]:.1f} MB"),
+        console=out,
+        transient=True,
+        disable=not show,
+    )
+
+
+def _sync_remote(
+    runtime: Runtime,
+    source: Source,
+    mode: str,
+    since: int | None,
+    force: bool,
+    max_pages: int | None,
+    metadata_only: bool,
+    cancel: threading.Event,
+    *,
+    quiet: bool,
+) -> tuple[RemoteReport, DownloadReport | None]:
+    """Phase 1, then (policy `auto`, unless --metadata-only) phase 2 for this source."""
+    with _transfer_bar(source.name, show=not quiet and out.is_terminal) as bar:
+        task = bar.add_task("metadata", total=None, mb=0.0)
+
+        def listed(entity_type: str, pages: int, items: int) -> None:
+            bar.update(task, description=f"{entity_type}: {pages} pages", completed=items)
+
+        report = runtime.sync_remote(
+            source,
+            mode=mode,
+            since=since,
+            force=force,
+            max_pages=max_pages,
+            cancel=cancel,
+            progress=listed,
+        )
+        fetched = None
+        if not metadata_only and source.options.get("download", "auto") == "auto":
+            bar.update(task, description="bytes", completed=0, total=None)
+
+            def downloaded(done: int, total: int, nbytes: int) -> None:
+                bar.update(task, completed=done, total=total, mb=nbytes / 1e6)
+
+            fetched = runtime.download(
+                source_ids=[source.id], progress=downloaded, statuses=("pending",)
+            )
+    return report, fetched
+
+
+@app.command("download")
+def download_command(
+    ctx: typer.Context,
+    asset_ids: Annotated[
+        list[str] | None, typer.Argument(help="Assets whose bytes to fetch now.")
+    ] = None,
+    all_pending: Annotated[
+        bool,
+        typer.Option("--all-pending", help="Every remote asset whose bytes are not here yet."),
+    ] = False,
+    source: Annotated[
+        str | None, typer.Option("--source", help="Only this source's assets.")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, max=64, help="Parallel downloads.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Phase 2: fetch remote bytes (verified by hash, never twice, retried with backoff).
+
+    `--json` prints {"downloaded", "skipped", "failed", "failed_ids", "bytes", "seconds"}
+    (plus not_modified and errors). Exits 1 when a download failed.
+    """
+    if not asset_ids and not all_pending:
+        _fail("name asset ids, or use --all-pending")
+    runtime = _runtime(ctx)
+    try:
+        with runtime.catalog.read() as conn:
+            sources = (
+                [find_source(conn, source)]
+                if source
+                else [s for s in list_sources(conn) if s.kind != "folder"]
+            )
+        with _transfer_bar("download", show=not as_json and out.is_terminal) as bar:
+            task = bar.add_task("download", total=None, mb=0.0)
+
+            def progress(done: int, total: int, nbytes: int) -> None:
+                bar.update(task, completed=done, total=total, mb=nbytes / 1e6)
+
+            report = runtime.download(
+                source_ids=[s.id for s in sources],
+                asset_ids=list(asset_ids) if asset_ids else None,
+                concurrency=concurrency,
+                progress=progress,
+            )
+    except GallerySyncError as exc:
+        _fail(str(exc))
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json(report.as_json())
+    else:
+        out.print(
+            f"downloaded {report.downloaded} ({report.bytes / 1e6:.1f} MB), skipped "
+            f"{report.skipped}, unchanged {report.not_modified}, failed {report.failed} in "
+            f"{report.seconds:.2f}s",
+            highlight=False,
+        )
+        for error in report.errors[:20]:
+            err.print(f"  {error}", highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def _scan_with_progress(runtime: Runtime, source: Any, mode: str, cancel: threading.Event) -> Any:

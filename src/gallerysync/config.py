@@ -156,6 +156,43 @@ SETTINGS: tuple[Setting, ...] = (
         "How long deletions stay in the change feed. A reader further behind must reset.",
         _positive_float,
     ),
+    Setting(
+        "remote_sync_seconds",
+        "300",
+        "GALLERYSYNC_REMOTE_SYNC_SECONDS",
+        "`serve` runs a smart sync of every remote source this often (and whenever the source "
+        "hints at a change).",
+        _positive_float,
+    ),
+    Setting(
+        "remote_full_sync_hours",
+        "24",
+        "GALLERYSYNC_REMOTE_FULL_SYNC_HOURS",
+        "`serve` reconciles each remote source with a full sync this often.",
+        _positive_float,
+    ),
+    Setting(
+        "download_concurrency",
+        "8",
+        "GALLERYSYNC_DOWNLOAD_CONCURRENCY",
+        "Parallel downloads per remote source (`download --concurrency` overrides it).",
+        _positive_int,
+    ),
+    Setting(
+        "sweep_max_fraction",
+        "0.5",
+        "GALLERYSYNC_SWEEP_MAX_FRACTION",
+        "A sync never marks more than this fraction of a source's items deleted without `--force`.",
+        _positive_float,
+    ),
+    Setting(
+        "retry_base_seconds",
+        "0.5",
+        "GALLERYSYNC_RETRY_BASE_SECONDS",
+        "First backoff before retrying a remote request (doubles per attempt, with jitter; "
+        "a server's Retry-After is honoured).",
+        _positive_float,
+    ),
     Setting("log_level", "INFO", "GALLERYSYNC_LOG_LEVEL", "Logging level.", _log_level),
 )
 
@@ -176,6 +213,11 @@ class Settings:
     job_max_attempts: int
     heartbeat_seconds: float
     tombstone_retention_days: float
+    remote_sync_seconds: float
+    remote_full_sync_hours: float
+    download_concurrency: int
+    sweep_max_fraction: float
+    retry_base_seconds: float
     log_level: str
 
     @property

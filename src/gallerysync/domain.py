@@ -20,6 +20,7 @@ __all__ = [
     "JobStatus",
     "Origin",
     "OriginStatus",
+    "RemoteItem",
     "ScanCounts",
     "Source",
     "SourceStatus",
@@ -186,3 +187,24 @@ class ScanCounts:
             "deferred": self.deferred,
             "hashed": self.hashed,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteItem:
+    """One item as the source describes it (phase 1: metadata only).
+
+    `remote_id` is the item's stable identity within its source; `version` changes whenever the
+    item may have changed (ComfyUI: the newest prompt that wrote the file; a peer: the asset's
+    version), so an unchanged item costs no write. `content_hash` is the BLAKE3 of the bytes
+    when the source knows it (a peer does), letting the engine merge without downloading.
+    """
+
+    remote_id: str
+    version: str
+    name: str  # a file name: its extension decides image/video
+    created_at: int | None = None  # ms since the epoch, the source's own creation time
+    size: int | None = None
+    content_hash: str | None = None
+    content_may_change: bool = False  # a new version may carry new bytes: revalidate them
+    meta: dict[str, Any] = field(default_factory=dict)  # searchable (prompt, workflow…)
+    deleted: bool = False  # a tombstone (sources with `tombstones`)

@@ -12,7 +12,11 @@
     ├── SourceOfflineError      yes        503   a folder root vanished or is empty
     ├── BlobIntegrityError      no         422   bytes do not match their announced hash/size
     ├── BusyError               yes        503   another process holds the lock
-    └── PayloadTooLargeError    no         413   a request body over the limit
+    ├── PayloadTooLargeError    no         413   a request body over the limit
+    ├── RemoteError             yes        502   a remote source failed (5xx, 429, reset, timeout)
+    ├── RemoteRefusedError      no         502   a remote source refused (4xx): retrying won't help
+    ├── MalformedResponseError  no         502   a reply that does not parse (names the field)
+    └── SourceResetError        no         502   the source lost our position: reconcile fully
 
 Each class says whether retrying can help (`retryable`) and which HTTP status the API answers
 with (`status`), so callers act on the class rather than on message text.
@@ -28,9 +32,13 @@ __all__ = [
     "ForbiddenError",
     "GallerySyncError",
     "InvalidInputError",
+    "MalformedResponseError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "RemoteError",
+    "RemoteRefusedError",
     "SourceOfflineError",
+    "SourceResetError",
     "StorageDirError",
     "UnauthenticatedError",
     "UnsafePathError",
@@ -108,3 +116,44 @@ class BusyError(GallerySyncError):
     retryable = True
     status = 503
     code = "busy"
+
+
+class RemoteError(GallerySyncError):
+    """A remote source failed in a way that may pass: a 5xx, a 429, a reset, a timeout, a
+    truncated body. `retry_after` carries the server's `Retry-After`, in seconds."""
+
+    retryable = True
+    status = 502
+    code = "remote"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RemoteRefusedError(GallerySyncError):
+    """A remote source refused the request (a 4xx other than 408/429): the reason is recorded
+    and the item is not retried until something changes. `http_status` is the remote's."""
+
+    status = 502
+    code = "remote_refused"
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class MalformedResponseError(GallerySyncError):
+    """A remote reply that does not have the shape its API promises; the message names the
+    field. Nothing of the page it belongs to is applied."""
+
+    status = 502
+    code = "malformed_response"
+
+
+class SourceResetError(GallerySyncError):
+    """The source cannot continue from our cursor (a peer restored from a backup, a change
+    feed compacted past it): the engine answers with a full pass, which reconciles."""
+
+    status = 502
+    code = "source_reset"

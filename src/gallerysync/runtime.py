@@ -16,22 +16,30 @@ import signal
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
 
 from gallerysync import __version__
 from gallerysync.blobs.local import LocalBlobStore
-from gallerysync.catalog import Catalog
+from gallerysync.catalog import Catalog, schema
 from gallerysync.catalog.feed import compact
 from gallerysync.catalog.jobs import job_counts
+from gallerysync.catalog.remote import FETCH_WANTED, pending_origin_ids
 from gallerysync.catalog.sources import find_source, get_source, list_sources
 from gallerysync.config import Settings
 from gallerysync.domain import Source
-from gallerysync.errors import ConfigError, InvalidInputError
+from gallerysync.errors import ConfigError, InvalidInputError, NotFoundError
 from gallerysync.sources.folder import KIND as FOLDER
 from gallerysync.sync.folder import FolderScan, Progress, ScanReport
 from gallerysync.sync.live import folder_watcher
 from gallerysync.watch.watcher import SettleWatcher
 from gallerysync.worker import run_workers
+
+if TYPE_CHECKING:  # remote sources pull in aiohttp: imported when used (CLI start-up time)
+    from gallerysync.sync.download import DownloadProgress, DownloadReport
+    from gallerysync.sync.follow import RemoteFollower
+    from gallerysync.sync.remote import RemoteProgress, RemoteReport
 
 __all__ = ["Runtime", "check_bind_host", "open_runtime", "serve"]
 
@@ -70,6 +78,78 @@ class Runtime:
             cancel=cancel,
             progress=progress,
         ).run(mode=mode)
+
+    def sync_remote(
+        self,
+        source: Source,
+        *,
+        mode: str = "smart",
+        since: int | None = None,
+        force: bool = False,
+        max_pages: int | None = None,
+        cancel: threading.Event | None = None,
+        progress: RemoteProgress | None = None,
+    ) -> RemoteReport:
+        """Phase 1 of one remote source (its metadata), in a fresh event loop."""
+        from gallerysync.sync.remote import RemoteSync
+
+        return asyncio.run(
+            RemoteSync(
+                self.catalog,
+                source,
+                mode=mode,
+                since=since,
+                force=force,
+                max_pages=max_pages,
+                sweep_max_fraction=self.settings.sweep_max_fraction,
+                retry_base=self.settings.retry_base_seconds,
+                cancel=cancel,
+                progress=progress,
+            ).run()
+        )
+
+    def download(
+        self,
+        *,
+        source_ids: Sequence[str],
+        asset_ids: Sequence[str] | None = None,
+        statuses: Sequence[str] = FETCH_WANTED,
+        concurrency: int | None = None,
+        progress: DownloadProgress | None = None,
+    ) -> DownloadReport:
+        """Phase 2: fetch the bytes of these sources' origins (of `asset_ids` only, if given;
+        named assets are fetched whatever their status, failed ones included)."""
+        from gallerysync.sync.download import Downloader
+
+        with self.catalog.read() as conn:
+            wanted = (*statuses, "failed", "done") if asset_ids is not None else statuses
+            origin_ids = pending_origin_ids(
+                conn, source_ids=source_ids, statuses=wanted, asset_ids=asset_ids
+            )
+            if asset_ids is not None:
+                known = {
+                    r[0]
+                    for r in conn.execute(
+                        select(schema.assets.c.id).where(schema.assets.c.id.in_(list(asset_ids)))
+                    )
+                }
+                unknown = sorted(set(asset_ids) - known)
+                if unknown:
+                    raise NotFoundError(f"no asset with id {unknown[0]}")
+
+        async def run() -> DownloadReport:
+            async with Downloader(
+                self.catalog,
+                self.blobs,
+                concurrency=concurrency or self.settings.download_concurrency,
+                base_delay=self.settings.retry_base_seconds,
+            ) as downloader:
+                report = await downloader.download(origin_ids, progress=progress)
+            if asset_ids is not None:  # named assets with nothing remote to fetch
+                report.skipped += max(0, len(set(asset_ids)) - len(origin_ids))
+            return report
+
+        return asyncio.run(run())
 
     def source_by_id(self, source_id: str) -> Source:
         with self.catalog.read() as conn:
@@ -127,6 +207,9 @@ class _ServeState:
         default_factory=dict
     )
     last_reports: dict[str, dict[str, object]] = field(default_factory=dict)
+    followers: dict[str, tuple[RemoteFollower, asyncio.Task[None], asyncio.Event]] = field(
+        default_factory=dict
+    )
 
 
 async def serve(runtime: Runtime, host: str, port: int) -> None:
@@ -136,6 +219,8 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
 
     from gallerysync.api.app import create_app
     from gallerysync.events.hub import ChangeHub
+    from gallerysync.sync.download import Downloader
+    from gallerysync.sync.follow import RemoteFollower
 
     class _Server(uvicorn.Server):
         """uvicorn without its own signal capture: we handle SIGINT/SIGTERM, shut every task
@@ -163,8 +248,10 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
                     "name": s.name,
                     "kind": s.kind,
                     "status": s.status.value,
-                    "watching": s.id in state.watchers
-                    and state.watchers[s.id][0].watching.is_set(),
+                    "watching": (
+                        s.id in state.watchers and state.watchers[s.id][0].watching.is_set()
+                    )
+                    or s.id in state.followers,
                     "last_scan": state.last_reports.get(s.id),
                 }
                 for s in sources
@@ -178,6 +265,9 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
 
     def start_sync(source_id: str, mode: str) -> None:
         """Called by `POST /api/sources/{id}/sync`, on the event loop."""
+        if source_id in state.followers:
+            state.followers[source_id][0].request(mode)
+            return
 
         async def run() -> None:
             source = await asyncio.to_thread(runtime.source_by_id, source_id)
@@ -188,6 +278,10 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
 
         background.append(asyncio.create_task(run(), name=f"sync:{source_id}"))
 
+    on_demand = Downloader(
+        runtime.catalog, runtime.blobs, concurrency=settings.download_concurrency
+    )
+    await on_demand.__aenter__()
     app = create_app(
         runtime.catalog,
         hub,
@@ -196,6 +290,7 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
         auth_required=settings.auth,
         health_details=health_details,
         start_sync=start_sync,
+        fetch_asset=on_demand.fetch_asset,
     )
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
@@ -238,11 +333,39 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
         state.watchers[source.id] = (watcher, task, source_stop)
         background.append(asyncio.create_task(scan_in_background(source)))
 
-    async def sync_watchers() -> None:
-        """Start watchers for new folder sources, stop those of removed ones."""
-        sources = await asyncio.to_thread(
-            lambda: [s for s in runtime.sources_named([]) if s.kind == FOLDER]
+    def start_follower(source: Source) -> None:
+        def remember(report: dict[str, Any]) -> None:
+            state.last_reports[source.id] = report
+
+        follower = RemoteFollower(
+            runtime.catalog,
+            source,
+            interval_seconds=settings.remote_sync_seconds,
+            full_every_seconds=settings.remote_full_sync_hours * 3600,
+            sweep_max_fraction=settings.sweep_max_fraction,
+            cancel=cancel_scans,
+            on_report=remember,
         )
+        source_stop = asyncio.Event()
+        task = asyncio.create_task(follower.run(source_stop), name=f"follow:{source.name}")
+        state.followers[source.id] = (follower, task, source_stop)
+
+    async def sync_followers(remote: list[Source]) -> None:
+        wanted = {s.id for s in remote}
+        for source_id in [sid for sid in state.followers if sid not in wanted]:
+            _follower, task, source_stop = state.followers.pop(source_id)
+            source_stop.set()
+            await task
+        for source in remote:
+            if source.id not in state.followers:
+                start_follower(source)
+
+    async def sync_watchers() -> None:
+        """Start watchers for new folder sources and followers for new remote ones; stop
+        those of removed sources."""
+        every = await asyncio.to_thread(runtime.sources_named, [])
+        await sync_followers([s for s in every if s.kind != FOLDER])
+        sources = [s for s in every if s.kind == FOLDER]
         wanted = {s.id: s for s in sources}
         for source_id in [sid for sid in state.watchers if sid not in wanted]:
             _watcher, task, source_stop = state.watchers.pop(source_id)
@@ -289,7 +412,14 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
     ]
     refresher = asyncio.create_task(refresh_sources(), name="sources")
     workers = asyncio.create_task(
-        run_workers(runtime.catalog, runtime.blobs, settings.job_workers, stop), name="workers"
+        run_workers(
+            runtime.catalog,
+            runtime.blobs,
+            settings.job_workers,
+            stop,
+            download_concurrency=settings.download_concurrency,
+        ),
+        name="workers",
     )
     tune_garbage_collector()
     try:
@@ -300,10 +430,14 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
         cancel_scans.set()
         for _watcher, _task, source_stop in state.watchers.values():
             source_stop.set()
+        for _follower, _task, source_stop in state.followers.values():
+            source_stop.set()
         await asyncio.gather(
             refresher,
             workers,
             *background,
             *(task for _w, task, _s in state.watchers.values()),
+            *(task for _f, task, _s in state.followers.values()),
             return_exceptions=True,
         )
+        await on_demand.__aexit__(None, None, None)

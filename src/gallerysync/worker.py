@@ -28,15 +28,20 @@ from gallerysync.sync.thumbnails import SkipJob, make_thumbnails
 __all__ = ["JOB_KINDS", "run_job", "run_workers"]
 
 log = logging.getLogger(__name__)
-JOB_KINDS = ("thumbnail",)
+JOB_KINDS = ("thumbnail", "download")
 IDLE_POLL_SECONDS = 3.0
 
 
-def run_job(catalog: Catalog, blobs: BlobStore, job: Job) -> None:
+def run_job(catalog: Catalog, blobs: BlobStore, job: Job, *, download_concurrency: int = 8) -> None:
     """Run one claimed job to its end state (done, retry later, or failed)."""
     try:
         if job.kind == "thumbnail":
             make_thumbnails(catalog, blobs, [str(a) for a in job.payload["asset_ids"]])
+        elif job.kind == "download":
+            from gallerysync.sync.download import run_download_job
+
+            source_id = str(job.payload["source_id"])
+            run_download_job(catalog, blobs, source_id, download_concurrency)
         else:
             raise NotFoundError(f"unknown job kind {job.kind!r}")
     except SkipJob as exc:
@@ -49,9 +54,20 @@ def run_job(catalog: Catalog, blobs: BlobStore, job: Job) -> None:
         fail_job(catalog, job, f"{type(exc).__name__}: {exc}", retryable=True)
     else:
         complete_job(catalog, job)
+        if job.kind == "download":
+            from gallerysync.sync.download import requeue_if_pending
+
+            requeue_if_pending(catalog, str(job.payload["source_id"]))
 
 
-async def run_workers(catalog: Catalog, blobs: BlobStore, count: int, stop: asyncio.Event) -> None:
+async def run_workers(
+    catalog: Catalog,
+    blobs: BlobStore,
+    count: int,
+    stop: asyncio.Event,
+    *,
+    download_concurrency: int = 8,
+) -> None:
     """Run `count` workers until `stop` is set; running jobs are released on the way out."""
     if count <= 0:
         return
@@ -66,7 +82,10 @@ async def run_workers(catalog: Catalog, blobs: BlobStore, count: int, stop: asyn
     prefix = f"{socket.gethostname()}:{os.getpid()}"
     try:
         await asyncio.gather(
-            *(_worker(catalog, blobs, f"{prefix}:{n}", stop, wake) for n in range(count))
+            *(
+                _worker(catalog, blobs, f"{prefix}:{n}", stop, wake, download_concurrency)
+                for n in range(count)
+            )
         )
     finally:
         catalog.remove_commit_listener(on_commit)
@@ -75,7 +94,12 @@ async def run_workers(catalog: Catalog, blobs: BlobStore, count: int, stop: asyn
 
 
 async def _worker(
-    catalog: Catalog, blobs: BlobStore, name: str, stop: asyncio.Event, wake: asyncio.Event
+    catalog: Catalog,
+    blobs: BlobStore,
+    name: str,
+    stop: asyncio.Event,
+    wake: asyncio.Event,
+    download_concurrency: int,
 ) -> None:
     while not stop.is_set():
         try:
@@ -97,7 +121,9 @@ async def _worker(
             wake_task.cancel()
             continue
         try:
-            await asyncio.to_thread(run_job, catalog, blobs, job)
+            await asyncio.to_thread(
+                run_job, catalog, blobs, job, download_concurrency=download_concurrency
+            )
         except Exception:  # recording the outcome failed; the claim is recovered later
             log.exception("worker %s: job %s could not be recorded", name, job.id)
             await _sleep_unless(stop, IDLE_POLL_SECONDS)

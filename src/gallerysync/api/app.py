@@ -7,7 +7,7 @@ One module per resource: `feed` (the change feed, pages and SSE), `assets`, `sou
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,7 @@ def create_app(
     auth_required: bool = False,
     health_details: Callable[[], dict[str, Any]] | None = None,
     start_sync: Callable[[str, str], None] | None = None,
+    fetch_asset: Callable[[str], Awaitable[bool]] | None = None,
 ) -> FastAPI:
     """Build the app. With `auth_required` every API request needs a token or a session;
     without it, requests that carry no credentials act as the catalog's local owner."""
@@ -148,6 +149,7 @@ def create_app(
         owner_id=catalog.default_owner_id,
         health_details=health_details,
         start_sync=start_sync,
+        fetch_asset=fetch_asset,
         auth_required=auth_required,
     )
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

@@ -121,11 +121,10 @@ async def original(
     """The asset's bytes (Range requests supported; ETag is the content hash)."""
     summary = await asyncio.to_thread(_owned, ctx, asset_id)
     etag = f'"{summary["hash"]}"'
-    if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
+    if summary["hash"] and if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
         return Response(status_code=304, headers={"ETag": etag})
-    path: Path | None = await asyncio.to_thread(find_asset_file, ctx.catalog, summary["id"])
-    if path is None and summary["hash"]:
-        path = ctx.blobs.local_path(summary["hash"])
+    summary, path = await _bytes_of(ctx, summary)
+    etag = f'"{summary["hash"]}"'
     if path is None:
         raise NotFoundError(f"the bytes of asset {asset_id} are not available (missing)")
     return FileResponse(
@@ -136,6 +135,19 @@ async def original(
     )
 
 
+async def _bytes_of(ctx: ApiContext, summary: dict[str, Any]) -> tuple[dict[str, Any], Path | None]:
+    """Where the asset's bytes are: its file in a storage dir, else the blob store, else —
+    for a remote asset whose policy allows it — fetched from its source now (the request waits
+    for the download)."""
+    path: Path | None = await asyncio.to_thread(find_asset_file, ctx.catalog, summary["id"])
+    if path is None and summary["hash"]:
+        path = ctx.blobs.local_path(summary["hash"])
+    if path is None and ctx.fetch_asset is not None and await ctx.fetch_asset(summary["id"]):
+        summary = await asyncio.to_thread(_owned, ctx, summary["id"])
+        path = ctx.blobs.local_path(summary["hash"]) if summary["hash"] else None
+    return summary, path
+
+
 @router.get("/{asset_id}/thumbnail", response_model=None)
 async def thumbnail(
     ctx: Ctx,
@@ -144,6 +156,8 @@ async def thumbnail(
 ) -> Response:
     """A 256 px WebP, made now if the background job has not made it yet."""
     summary = await asyncio.to_thread(_owned, ctx, asset_id)
+    if summary["hash"] is None:  # a remote asset whose bytes are not here yet
+        summary, _path = await _bytes_of(ctx, summary)
 
     def thumb_hash() -> str:
         with ctx.catalog.read() as conn:

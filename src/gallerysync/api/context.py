@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +84,8 @@ class ApiContext:
     owner_id: str
     health_details: Callable[[], dict[str, Any]] | None
     start_sync: Callable[[str, str], None] | None
+    # On-demand phase 2: fetch a remote asset's bytes now; True when they are here.
+    fetch_asset: Callable[[str], Awaitable[bool]] | None = None
     auth_required: bool = False
     authenticated: bool = False
     pages: PageCache = field(default_factory=PageCache)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from gallerysync.api.context import ApiContext, context
 from gallerysync.catalog.jobs import job_counts, list_jobs
+from gallerysync.catalog.remote import fetch_counts
 from gallerysync.catalog.runs import list_runs
 from gallerysync.catalog.sources import (
     find_source,
@@ -20,9 +21,10 @@ from gallerysync.catalog.sources import (
     remove_source,
 )
 from gallerysync.domain import Source
-from gallerysync.errors import ConflictError, ForbiddenError
+from gallerysync.errors import ConflictError, ForbiddenError, InvalidInputError
 from gallerysync.maintenance import inspect_storage
 from gallerysync.sync.folder import add_folder
+from gallerysync.sync.remote import add_remote_source
 
 __all__ = ["router"]
 
@@ -31,9 +33,17 @@ Ctx = Annotated[ApiContext, Depends(context)]
 
 
 class NewSource(BaseModel):
-    kind: str = Field(pattern="^folder$", description="folder (remote kinds arrive later)")
-    path: str = Field(min_length=1, max_length=4096, description="directory on this machine")
+    kind: str = Field(pattern="^[a-z][a-z0-9_-]{0,31}$", description="folder, comfyui, peer…")
+    path: str | None = Field(
+        default=None, min_length=1, max_length=4096, description="folder: a directory here"
+    )
+    url: str | None = Field(
+        default=None, min_length=1, max_length=2048, description="remote kinds: the server"
+    )
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    download: str = Field(default="auto", pattern="^(auto|on-demand|off)$")
+    include_temp: bool = False
+    token: str | None = Field(default=None, min_length=1, max_length=200, description="peer")
 
 
 class SyncRequest(BaseModel):
@@ -51,11 +61,14 @@ def _source_json(ctx: ApiContext, source: Source) -> dict[str, Any]:
     }
     with ctx.catalog.read() as conn:
         body["counts"] = origin_counts(conn, source.id)
+        runs = list_runs(conn, source.id, limit=1)
+        body["last_run"] = runs[0].__dict__ if runs else None
         if source.kind == "folder":
             sd = get_storage_dir(conn, source.id)
-            runs = list_runs(conn, source.id, limit=1)
             body.update(root=sd.root, id_file=sd.id_file_status, last_scan_at=sd.last_scan_at)
-            body["last_run"] = runs[0].__dict__ if runs else None
+        else:  # never the token: options may hold a peer's credentials
+            body.update(url=source.options.get("url"), download=source.options.get("download"))
+            body["downloads"] = fetch_counts(conn, source.id)
     return body
 
 
@@ -79,12 +92,33 @@ async def sources(ctx: Ctx) -> dict[str, Any]:
 
 @router.post("/sources", status_code=201)
 async def add_source(ctx: Ctx, body: NewSource) -> dict[str, Any]:
-    """Add a folder of this machine (its SD_ID file is written or migrated)."""
+    """Add a folder of this machine (its SD_ID file is written or migrated) or a remote
+    server (`kind` comfyui or peer, with `url`; `token` for a peer)."""
 
     def run() -> dict[str, Any]:
-        return _source_json(
-            ctx, add_folder(ctx.catalog, body.path, body.name, owner_id=ctx.owner_id)
+        if body.kind == "folder":
+            if body.path is None:
+                raise InvalidInputError("a folder source needs `path`")
+            return _source_json(
+                ctx, add_folder(ctx.catalog, body.path, body.name, owner_id=ctx.owner_id)
+            )
+        if body.url is None:
+            raise InvalidInputError(f"a {body.kind} source needs `url`")
+        extra: dict[str, Any] = {}
+        if body.include_temp:
+            extra["include_temp"] = True
+        if body.token is not None:
+            extra["token"] = body.token
+        source = add_remote_source(
+            ctx.catalog,
+            body.kind,
+            body.url,
+            name=body.name,
+            download=body.download,
+            owner_id=ctx.owner_id,
+            extra=extra,
         )
+        return _source_json(ctx, source)
 
     return await asyncio.to_thread(run)
 

@@ -19,7 +19,7 @@ from gallerysync.blobs.base import StoredBlob
 from gallerysync.blobs.hashing import hash_file, is_hash, new_hasher
 from gallerysync.errors import BlobIntegrityError, InvalidInputError
 
-__all__ = ["LocalBlobStore"]
+__all__ = ["BlobWriter", "LocalBlobStore"]
 
 
 class LocalBlobStore:
@@ -65,38 +65,18 @@ class LocalBlobStore:
         expected_hash: str | None = None,
         expected_size: int | None = None,
     ) -> StoredBlob:
-        hasher = new_hasher()
-        size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="put-")
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        writer = self.open_writer(expected_size=expected_size)
         try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    hasher.update(chunk)
-                    size += len(chunk)
-                    if expected_size is not None and size > expected_size:
-                        raise BlobIntegrityError(f"more bytes than the announced {expected_size}")
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            digest = str(hasher.hexdigest())
-            if expected_size is not None and size != expected_size:
-                raise BlobIntegrityError(f"got {size} bytes, announced {expected_size}")
-            if expected_hash is not None and digest != expected_hash:
-                raise BlobIntegrityError(f"content hash {digest} != announced {expected_hash}")
-            final = self._path(digest)
-            if final.exists():
-                os.unlink(tmp_name)
-                os.utime(final)  # fresh again: gc's grace period protects it anew
-            else:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp_name, final)
-                _fsync_dir(final.parent)
-            return StoredBlob((digest, size))
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-            raise
+            for chunk in chunks:
+                writer.write(chunk)
+            return writer.commit(expected_hash=expected_hash)
+        finally:
+            writer.abort()
+
+    def open_writer(self, *, expected_size: int | None = None) -> BlobWriter:
+        """An incremental write, for bytes that arrive from the network: `write` chunks as they
+        come (hashed on the way), then `commit` (verify, fsync, rename) or `abort`."""
+        return BlobWriter(self, expected_size)
 
     def put_bytes(self, data: bytes) -> StoredBlob:
         return self.put_stream([data])
@@ -141,6 +121,67 @@ class LocalBlobStore:
         """Re-hash a stored blob; False when its bytes no longer match its name."""
         digest, _ = hash_file(self._path(blob_hash))
         return digest == blob_hash
+
+
+class BlobWriter:
+    """One blob being written: a locked temp file in `<root>/tmp/`, hashed as it grows."""
+
+    def __init__(self, store: LocalBlobStore, expected_size: int | None) -> None:
+        self.store = store
+        self.expected_size = expected_size
+        self.size = 0
+        self._hasher = new_hasher()
+        fd, self._tmp_name = tempfile.mkstemp(dir=store.tmp, prefix="put-")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._out: BinaryIO | None = os.fdopen(fd, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        assert self._out is not None, "write after commit/abort"
+        self.size += len(chunk)
+        if self.expected_size is not None and self.size > self.expected_size:
+            raise BlobIntegrityError(f"more bytes than the announced {self.expected_size}")
+        self._hasher.update(chunk)
+        self._out.write(chunk)
+
+    def commit(self, *, expected_hash: str | None = None) -> StoredBlob:
+        """Verify against the announced size and hash, then make the bytes a blob. On a
+        mismatch nothing is stored (the temp file is removed) and `BlobIntegrityError` says
+        what differed."""
+        out = self._out
+        assert out is not None, "commit after commit/abort"
+        try:
+            out.flush()
+            os.fsync(out.fileno())
+            out.close()
+            self._out = None
+            digest = str(self._hasher.hexdigest())
+            if self.expected_size is not None and self.size != self.expected_size:
+                raise BlobIntegrityError(f"got {self.size} bytes, announced {self.expected_size}")
+            if expected_hash is not None and digest != expected_hash:
+                raise BlobIntegrityError(f"content hash {digest} != announced {expected_hash}")
+            final = self.store._path(digest)
+            if final.exists():
+                os.unlink(self._tmp_name)
+                os.utime(final)  # fresh again: gc's grace period protects it anew
+            else:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self._tmp_name, final)
+                _fsync_dir(final.parent)
+            self._tmp_name = ""
+            return StoredBlob((digest, self.size))
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the temp file (a no-op after a successful commit)."""
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        if self._tmp_name:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp_name)
+            self._tmp_name = ""
 
 
 def _fsync_dir(path: Path) -> None:

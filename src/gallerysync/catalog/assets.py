@@ -151,6 +151,8 @@ _ORIGIN_COLUMNS = (
     "version",
     "first_seen_at",
     "last_seen_at",
+    "remote_version",
+    "fetch_status",
 )
 
 
@@ -360,14 +362,19 @@ def asset_summaries(conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]
     for chunk in _chunks(list(ids)):
         origins: dict[str, list[dict[str, Any]]] = {}
         for r in conn.execute(
-            select(o.c.asset_id, o.c.source_id, o.c.remote_id, o.c.status)
+            select(o.c.asset_id, o.c.source_id, o.c.remote_id, o.c.status, o.c.fetch_status)
             .where(o.c.asset_id.in_(chunk))
             .order_by(o.c.first_seen_at)
         ).mappings():
-            origins.setdefault(r["asset_id"], []).append(
-                {"source_id": r["source_id"], "path": r["remote_id"], "status": r["status"]}
-            )
+            entry = {"source_id": r["source_id"], "path": r["remote_id"], "status": r["status"]}
+            if r["fetch_status"] is not None:  # a remote origin: where its bytes stand
+                entry["fetch"] = r["fetch_status"]
+            origins.setdefault(r["asset_id"], []).append(entry)
         for r in conn.execute(select(a).where(a.c.id.in_(chunk))).mappings():
+            mine = origins.get(r["id"], [])
+            # A remote image fetched on demand has no thumbnail until someone asks for it:
+            # give its URL, so the gallery's request is what fetches it.
+            on_demand = r["hash"] is None and any(x.get("fetch") == "on-demand" for x in mine)
             found[r["id"]] = {
                 "id": r["id"],
                 "status": r["status"],
@@ -380,11 +387,13 @@ def asset_summaries(conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]
                 "hash": r["hash"],
                 "version": r["version"],
                 "trashed": r["trashed_at"] is not None,
-                "thumbnail": f"/api/assets/{r['id']}/thumbnail" if r["thumb_hash"] else None,
+                "thumbnail": f"/api/assets/{r['id']}/thumbnail"
+                if r["thumb_hash"] or (on_demand and r["kind"] == "image")
+                else None,
                 "original": f"/api/assets/{r['id']}/original",
                 "created_at": r["created_at"],
                 "updated_at": r["updated_at"],
-                "origins": origins.get(r["id"], []),
+                "origins": mine,
             }
     return [found[i] for i in ids if i in found]
 
@@ -404,7 +413,8 @@ def find_asset_ids(
     """`(created_at, id)` of one owner's assets, newest first, keyset-paginated on `before`.
 
     `status`: present | missing | trashed (trashed assets appear only when asked for);
-    `text` matches file paths and formats (LIKE, with wildcards escaped).
+    `text` matches file paths, formats and source metadata such as a ComfyUI prompt (LIKE,
+    with wildcards escaped).
     """
     a, o = schema.assets, schema.origins
     query = (
@@ -429,7 +439,13 @@ def find_asset_ids(
             or_(
                 a.c.format.ilike(pattern, escape="\\"),
                 select(o.c.id)
-                .where(o.c.asset_id == a.c.id, o.c.remote_id.ilike(pattern, escape="\\"))
+                .where(
+                    o.c.asset_id == a.c.id,
+                    or_(
+                        o.c.remote_id.ilike(pattern, escape="\\"),
+                        o.c.meta.ilike(pattern, escape="\\"),  # a remote's prompt, workflow…
+                    ),
+                )
                 .exists(),
             )
         )

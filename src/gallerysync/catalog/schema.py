@@ -145,8 +145,14 @@ origins = Table(
     Column("version", Integer, nullable=False, default=1),
     Column("first_seen_at", BigInteger, nullable=False),
     Column("last_seen_at", BigInteger, nullable=False),
+    # Remote sources only (NULL for folder files, whose bytes are on disk):
+    Column("remote_version", Text),  # the source's version of the item (prompt id, updated_at…)
+    Column("fetch_status", String(16)),  # pending | done | failed | off: phase 2 state
+    Column("fetch_error", Text),  # why the last download failed, for the user
+    Column("etag", String(200)),  # validator of the bytes we hold (If-None-Match)
     UniqueConstraint("source_id", "remote_id"),
     Index(None, "asset_id"),
+    Index(None, "source_id", "fetch_status"),
 )
 
 blobs = Table(

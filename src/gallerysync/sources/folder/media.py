@@ -21,6 +21,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "MediaError",
     "MediaInfo",
+    "guess_media",
     "media_kind_for_name",
     "probe",
 ]
@@ -94,6 +95,18 @@ def media_kind_for_name(name: str) -> str | None:
     if ext in VIDEO_EXTENSIONS:
         return "video"
     return None
+
+
+_EXT_FORMAT = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF"}
+
+
+def guess_media(name: str) -> tuple[str, str | None, str | None]:
+    """`(kind, format, mime)` from a file name alone: what a remote asset shows before its
+    bytes are here (probing the bytes replaces it after the download)."""
+    kind = media_kind_for_name(name) or "image"
+    ext = name.rpartition(".")[2].lower()
+    fmt = _EXT_FORMAT.get(ext, ext.upper() or None)
+    return kind, fmt, _MIME.get(fmt or "")
 
 
 def probe(name: str, head: bytes, tail: bytes, size: int, path: str) -> MediaInfo:

@@ -1,0 +1,362 @@
+"""Phase 2: fetch remote bytes into the blob store, verified, never twice.
+
+A download streams into a locked temp file in the blob store while BLAKE3 hashes it; it is
+checked against the announced length (a truncated body is an error, not a blob) and, where the
+source announced one, the content hash; then fsynced and renamed to its hash. Only then does one
+write transaction attach the bytes to the asset (merging with an asset that already has them).
+A killed process leaves at most a temp file, removed at the next start.
+
+Errors are classified by `sources.http`: `RemoteError` (5xx, 429 with `Retry-After`, resets,
+timeouts, truncation) is retried with exponential backoff and jitter; `RemoteRefusedError` (4xx)
+gives up at once with the reason recorded — a 404 also marks the origin missing (ComfyUI's
+history lists files that were deleted). Concurrency is bounded per source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gallerysync.blobs.base import BlobStore
+from gallerysync.blobs.local import LocalBlobStore
+from gallerysync.catalog import Catalog, schema
+from gallerysync.catalog.jobs import enqueue_many
+from gallerysync.catalog.remote import (
+    FETCH_WANTED,
+    RemoteOrigin,
+    download_job_key,
+    get_remote_origin,
+    mark_fetch_failed,
+    mark_not_modified,
+    pending_origin_ids,
+    record_download,
+)
+from gallerysync.catalog.sources import get_source
+from gallerysync.domain import Source
+from gallerysync.errors import (
+    BlobIntegrityError,
+    GallerySyncError,
+    MalformedResponseError,
+    RemoteError,
+    RemoteRefusedError,
+)
+from gallerysync.sources.base import ItemRef, RemoteSource
+from gallerysync.sources.folder.media import MediaError, MediaInfo, probe
+from gallerysync.sources.http import backoff_delay, new_session
+from gallerysync.sources.registry import get_kind
+from gallerysync.sync.register import thumbnail_jobs
+
+__all__ = ["DownloadReport", "Downloader", "run_download_job"]
+
+log = logging.getLogger(__name__)
+_HEAD, _TAIL = 1 << 18, 1 << 16
+DownloadProgress = Callable[[int, int, int], None]  # done, total, bytes
+
+
+@dataclass
+class DownloadReport:
+    downloaded: int = 0
+    skipped: int = 0
+    failed: int = 0
+    not_modified: int = 0
+    failed_ids: list[str] = field(default_factory=list)  # asset ids
+    errors: list[str] = field(default_factory=list)
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "downloaded": self.downloaded,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "failed_ids": sorted(set(self.failed_ids)),
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "not_modified": self.not_modified,
+            "errors": self.errors[:50],
+        }
+
+
+class _Retry(Exception):
+    def __init__(self, cause: GallerySyncError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class Downloader:
+    """Downloads on one aiohttp session, with one connector per source and a semaphore per
+    source. Use as an async context manager."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        blobs: BlobStore,
+        *,
+        concurrency: int = 8,
+        attempts: int = 4,
+        base_delay: float = 0.5,
+        max_delay: float = 30.0,
+    ) -> None:
+        if not isinstance(blobs, LocalBlobStore):
+            raise TypeError("downloads stream into a LocalBlobStore")
+        self.catalog = catalog
+        self.blobs = blobs
+        self.concurrency = max(1, concurrency)
+        self.attempts = max(1, attempts)
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._session: Any = None
+        self._connectors: dict[str, RemoteSource] = {}
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._inflight: dict[str, asyncio.Future[bool]] = {}
+
+    async def __aenter__(self) -> Downloader:
+        self._session = new_session(limit=max(32, self.concurrency * 2))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for connector in self._connectors.values():
+            await connector.close()
+        await self._session.close()
+
+    def _connector(self, source: Source) -> RemoteSource:
+        if source.id not in self._connectors:
+            self._connectors[source.id] = get_kind(source.kind).connect(
+                source.options, self._session
+            )
+            self._limits[source.id] = asyncio.Semaphore(self.concurrency)
+        return self._connectors[source.id]
+
+    async def download(
+        self, origin_ids: Sequence[str], *, progress: DownloadProgress | None = None
+    ) -> DownloadReport:
+        """Fetch the bytes of these origins (already-fetched ones are skipped)."""
+        report = DownloadReport()
+        started = time.perf_counter()
+        done = 0
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        for origin_id in dict.fromkeys(origin_ids):
+            queue.put_nowait(origin_id)
+        total = queue.qsize()
+
+        async def worker() -> None:
+            nonlocal done
+            while not queue.empty():
+                origin_id = queue.get_nowait()
+                await self._one(origin_id, report)
+                done += 1
+                if progress is not None:
+                    progress(done, total, report.bytes)
+
+        workers = min(total, self.concurrency * 4) or 0
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        report.seconds = time.perf_counter() - started
+        return report
+
+    async def fetch_asset(self, asset_id: str) -> bool:
+        """On demand (someone opened the original or thumbnail): fetch the asset's bytes from
+        its first remote origin whose policy allows it; True when the bytes are now here.
+        Concurrent requests for one asset share one download."""
+        running = self._inflight.get(asset_id)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._inflight[asset_id] = future
+        try:
+            ids = await asyncio.to_thread(self._origins_for_asset, asset_id)
+            report = DownloadReport()
+            for origin_id in ids:
+                await self._one(origin_id, report)
+                if report.downloaded or report.not_modified:
+                    break
+            ok = bool(report.downloaded or report.not_modified)
+            future.set_result(ok)
+            return ok
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        finally:
+            del self._inflight[asset_id]
+
+    def _origins_for_asset(self, asset_id: str) -> list[str]:
+        o, s = schema.origins, schema.sources
+        with self.catalog.read() as conn:
+            rows = conn.execute(
+                o.select()
+                .with_only_columns(o.c.id, o.c.fetch_status, s.c.options)
+                .join(s, s.c.id == o.c.source_id)
+                .where(o.c.asset_id == asset_id, o.c.fetch_status.is_not(None))
+                .order_by(o.c.first_seen_at)
+            ).all()
+        return [r.id for r in rows if r.fetch_status in ("pending", "on-demand", "done")]
+
+    async def _one(self, origin_id: str, report: DownloadReport) -> None:
+        try:
+            origin, source = await asyncio.to_thread(self._load, origin_id)
+        except GallerySyncError as exc:
+            report.skipped += 1
+            report.errors.append(f"{origin_id}: {exc}")
+            return
+        already = origin.asset_hash is not None and self.blobs.exists(origin.asset_hash)
+        if already and origin.fetch_status == "done":
+            report.skipped += 1
+            return
+        connector = self._connector(source)
+        async with self._limits[source.id]:
+            await self._fetch_with_retries(connector, origin, report)
+
+    def _load(self, origin_id: str) -> tuple[RemoteOrigin, Source]:
+        with self.catalog.read() as conn:
+            origin = get_remote_origin(conn, origin_id)
+            return origin, get_source(conn, origin.source_id)
+
+    async def _fetch_with_retries(
+        self, connector: RemoteSource, origin: RemoteOrigin, report: DownloadReport
+    ) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._fetch_once(connector, origin, report)
+                return
+            except _Retry as retry:
+                attempt += 1
+                if attempt >= self.attempts:
+                    await self._give_up(origin, report, f"{retry.cause} (after {attempt} tries)")
+                    return
+                after = getattr(retry.cause, "retry_after", None)
+                delay = backoff_delay(
+                    attempt, base=self.base_delay, cap=self.max_delay, retry_after=after
+                )
+                log.info("download %s: %s; retrying in %.1fs", origin.remote_id, retry, delay)
+                await asyncio.sleep(delay)
+            except RemoteRefusedError as exc:
+                await self._give_up(origin, report, str(exc), gone=exc.http_status == 404)
+                return
+            except (MalformedResponseError, MediaError) as exc:
+                await self._give_up(origin, report, str(exc))
+                return
+
+    async def _fetch_once(
+        self, connector: RemoteSource, origin: RemoteOrigin, report: DownloadReport
+    ) -> None:
+        has_bytes = origin.asset_hash is not None and self.blobs.exists(origin.asset_hash)
+        ref = ItemRef(origin.remote_id, origin.meta, origin.etag if has_bytes else None)
+        expected = origin.meta.get("content_hash") if isinstance(origin.meta, dict) else None
+        assert isinstance(self.blobs, LocalBlobStore)
+        try:
+            async with connector.open_bytes(ref) as stream:
+                if stream.not_modified:
+                    await asyncio.to_thread(self._write, mark_not_modified, origin.id)
+                    report.not_modified += 1
+                    return
+                writer = self.blobs.open_writer(expected_size=stream.size)
+                try:
+                    async for chunk in stream.chunks():
+                        writer.write(chunk)
+                    stored = await asyncio.to_thread(
+                        writer.commit, expected_hash=str(expected) if expected else None
+                    )
+                finally:
+                    writer.abort()
+                etag = stream.etag
+        except (RemoteError, BlobIntegrityError) as exc:
+            raise _Retry(exc) from exc
+        media = await asyncio.to_thread(self._probe, stored.hash, stored.size, origin.name)
+        await asyncio.to_thread(self._register, origin, stored.hash, stored.size, media, etag)
+        report.downloaded += 1
+        report.bytes += stored.size
+
+    def _probe(self, blob_hash: str, size: int, name: str) -> MediaInfo:
+        path = self.blobs.local_path(blob_hash)
+        assert path is not None
+        with open(path, "rb") as f:
+            head = f.read(_HEAD)
+            if size > _HEAD:
+                f.seek(max(0, size - _TAIL))
+            tail = f.read(_TAIL) if size > _HEAD else head[-_TAIL:]
+        try:
+            return probe(name, head, tail, size, str(path))
+        except MediaError as exc:
+            raise MediaError(
+                f"{name}: the downloaded bytes are not a readable image ({exc})"
+            ) from exc
+
+    def _register(
+        self,
+        origin: RemoteOrigin,
+        blob_hash: str,
+        size: int,
+        media: MediaInfo,
+        etag: str | None,
+    ) -> None:
+        with self.catalog.write() as tx:
+            media_values = {
+                "kind": media.kind,
+                "format": media.format,
+                "mime": media.mime,
+                "width": media.width,
+                "height": media.height,
+            }
+            asset_id = record_download(
+                tx, origin, blob_hash=blob_hash, size=size, media=media_values, etag=etag
+            )
+            has_thumb = tx.conn.execute(
+                schema.assets.select()
+                .with_only_columns(schema.assets.c.thumb_hash)
+                .where(schema.assets.c.id == asset_id)
+            ).scalar_one()
+            if media.kind == "image" and has_thumb is None:
+                enqueue_many(tx, "thumbnail", thumbnail_jobs([asset_id]))
+
+    def _write(self, fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        with self.catalog.write() as tx:
+            fn(tx, *args, **kwargs)
+
+    async def _give_up(
+        self, origin: RemoteOrigin, report: DownloadReport, reason: str, *, gone: bool = False
+    ) -> None:
+        log.warning("download of %s failed: %s", origin.remote_id, reason)
+        await asyncio.to_thread(self._write, mark_fetch_failed, origin.id, reason, gone=gone)
+        report.failed += 1
+        report.failed_ids.append(origin.asset_id)
+        report.errors.append(f"{origin.remote_id}: {reason}")
+
+
+async def _drain(catalog: Catalog, blobs: BlobStore, source_id: str, concurrency: int) -> int:
+    fetched = 0
+    async with Downloader(catalog, blobs, concurrency=concurrency) as downloader:
+        while True:
+            with catalog.read() as conn:
+                ids = pending_origin_ids(conn, source_ids=[source_id], limit=2000)
+            if not ids:
+                return fetched
+            report = await downloader.download(ids)
+            fetched += report.downloaded
+            if report.downloaded + report.not_modified + report.failed == 0:
+                return fetched  # nothing moved (all skipped): do not spin
+
+
+def run_download_job(catalog: Catalog, blobs: BlobStore, source_id: str, concurrency: int) -> int:
+    """The `download` job (one per source, run by `serve`'s workers in a thread): fetch every
+    pending origin of the source, until none is left. Returns how many were downloaded."""
+    return asyncio.run(_drain(catalog, blobs, source_id, concurrency))
+
+
+def requeue_if_pending(catalog: Catalog, source_id: str) -> bool:
+    """After a download job finished: origins queued while it ran (whose enqueue found the job
+    still running) get a new job."""
+    with catalog.read() as conn:
+        left = pending_origin_ids(conn, source_ids=[source_id], limit=1)
+    if not left:
+        return False
+    with catalog.write() as tx:
+        enqueue_many(tx, "download", [({"source_id": source_id}, download_job_key(source_id))])
+    return True
+
+
+WANTED_STATUSES = FETCH_WANTED

@@ -1,0 +1,1 @@
+"""Test doubles of the remote servers gallerysync talks to (see comfyui.py)."""
