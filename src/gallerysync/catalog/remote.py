@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
@@ -160,7 +161,7 @@ def apply_items(
         stored_meta = {**item.meta, "created_at": item.created_at}
         if item.content_hash:
             stored_meta["content_hash"] = item.content_hash
-        meta = json.dumps(stored_meta, separators=(",", ":"), default=str)
+        meta = orjson.dumps(stored_meta, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
         if row is None:
             if known is not None:
                 asset_id, fetch = known.id, "done"

@@ -19,10 +19,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from gallerysync.blobs.base import BlobStore
-from gallerysync.blobs.local import LocalBlobStore
+from sqlalchemy import select
+
+from gallerysync.blobs.base import BlobStore, StoredBlob
+from gallerysync.blobs.local import BlobWriter, LocalBlobStore
 from gallerysync.catalog import Catalog, schema
 from gallerysync.catalog.jobs import enqueue_many
 from gallerysync.catalog.remote import (
@@ -54,6 +57,7 @@ __all__ = ["DownloadReport", "Downloader", "run_download_job"]
 
 log = logging.getLogger(__name__)
 _HEAD, _TAIL = 1 << 18, 1 << 16
+MAX_UNCOMMITTED = 256  # verified downloads waiting for the group commit (each holds a temp fd)
 DownloadProgress = Callable[[int, int, int], None]  # done, total, bytes
 
 
@@ -67,6 +71,10 @@ class DownloadReport:
     errors: list[str] = field(default_factory=list)
     bytes: int = 0
     seconds: float = 0.0
+    # downloads verified and queued for the group commit, not yet recorded
+    queued: list[tuple[RemoteOrigin, asyncio.Future[str], int]] = field(
+        default_factory=list, repr=False
+    )
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +87,22 @@ class DownloadReport:
             "not_modified": self.not_modified,
             "errors": self.errors[:50],
         }
+
+
+@dataclass
+class _Ready:
+    """A verified download waiting for the group commit."""
+
+    origin: RemoteOrigin
+    writer: BlobWriter
+    stored: StoredBlob
+    media: MediaInfo
+    etag: str | None
+    future: asyncio.Future[str]
+
+
+def _future() -> asyncio.Future[str]:
+    return asyncio.get_running_loop().create_future()
 
 
 class _Retry(Exception):
@@ -113,12 +137,17 @@ class Downloader:
         self._connectors: dict[str, RemoteSource] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._inflight: dict[str, asyncio.Future[bool]] = {}
+        self._ready: list[_Ready] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._room = asyncio.Semaphore(MAX_UNCOMMITTED)
 
     async def __aenter__(self) -> Downloader:
         self._session = new_session(limit=max(32, self.concurrency * 2))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._committer is not None:
+            await self._committer
         for connector in self._connectors.values():
             await connector.close()
         await self._session.close()
@@ -154,6 +183,7 @@ class Downloader:
 
         workers = min(total, self.concurrency * 4) or 0
         await asyncio.gather(*(worker() for _ in range(workers)))
+        await self._settle(report)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -171,6 +201,7 @@ class Downloader:
             report = DownloadReport()
             for origin_id in ids:
                 await self._one(origin_id, report)
+                await self._settle(report)
                 if report.downloaded or report.not_modified:
                     break
             ok = bool(report.downloaded or report.not_modified)
@@ -258,22 +289,105 @@ class Downloader:
                 try:
                     async for chunk in stream.chunks():
                         writer.write(chunk)
-                    stored = await asyncio.to_thread(
-                        writer.commit, expected_hash=str(expected) if expected else None
-                    )
-                finally:
+                    stored = writer.finish(expected_hash=str(expected) if expected else None)
+                except BaseException:
                     writer.abort()
+                    raise
                 etag = stream.etag
         except (RemoteError, BlobIntegrityError) as exc:
             raise _Retry(exc) from exc
-        media = await asyncio.to_thread(self._probe, stored.hash, stored.size, origin.name)
-        await asyncio.to_thread(self._register, origin, stored.hash, stored.size, media, etag)
-        report.downloaded += 1
+        try:
+            media = await asyncio.to_thread(self._probe, writer.temp_path, stored.size, origin.name)
+        except BaseException:
+            writer.abort()
+            raise
+        future = await self._queue_commit(_Ready(origin, writer, stored, media, etag, _future()))
+        report.queued.append((origin, future, stored.size))
         report.bytes += stored.size
 
-    def _probe(self, blob_hash: str, size: int, name: str) -> MediaInfo:
-        path = self.blobs.local_path(blob_hash)
-        assert path is not None
+    # --- group commit ------------------------------------------------------------------------
+
+    async def _queue_commit(self, item: _Ready) -> asyncio.Future[str]:
+        """Hand a verified download to the committer; it is durable and recorded when the
+        returned future resolves (to the asset id holding the bytes)."""
+        await self._room.acquire()
+        self._ready.append(item)
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_loop())
+        return item.future
+
+    async def _commit_loop(self) -> None:
+        """Commit whatever is ready, batch after batch: downloads that finish while a batch
+        commits form the next one (group commit), so a batch costs two file-system flushes
+        and one catalog transaction however many files it holds."""
+        while self._ready:
+            batch, self._ready = self._ready, []
+            try:
+                asset_ids = await asyncio.to_thread(self._commit_batch, batch)
+            except Exception as exc:
+                for item in batch:
+                    item.writer.abort()
+                    item.future.set_exception(exc)
+            else:
+                for item, asset_id in zip(batch, asset_ids, strict=True):
+                    item.future.set_result(asset_id)
+            finally:
+                for _ in batch:
+                    self._room.release()
+
+    def _commit_batch(self, batch: list[_Ready]) -> list[str]:
+        """Make a batch durable, then visible: flush the temp files, rename them to their
+        hashes, flush again (the renames), and only then record them in one transaction — so
+        the catalog never references bytes a crash could lose."""
+        assert isinstance(self.blobs, LocalBlobStore)
+        self.blobs.sync()
+        for item in batch:
+            item.writer.publish()
+        self.blobs.sync()
+        with self.catalog.write() as tx:
+            asset_ids = [
+                record_download(
+                    tx,
+                    item.origin,
+                    blob_hash=item.stored.hash,
+                    size=item.stored.size,
+                    media={
+                        "kind": item.media.kind,
+                        "format": item.media.format,
+                        "mime": item.media.mime,
+                        "width": item.media.width,
+                        "height": item.media.height,
+                    },
+                    etag=item.etag,
+                )
+                for item in batch
+            ]
+            images = sorted(
+                {a for item, a in zip(batch, asset_ids, strict=True) if item.media.kind == "image"}
+            )
+            a = schema.assets
+            todo = [
+                r[0]
+                for r in tx.conn.execute(
+                    select(a.c.id).where(a.c.id.in_(images), a.c.thumb_hash.is_(None))
+                )
+            ]
+            enqueue_many(tx, "thumbnail", thumbnail_jobs(sorted(todo)))
+        return asset_ids
+
+    async def _settle(self, report: DownloadReport) -> None:
+        """Wait for this report's queued downloads to be committed, and count them."""
+        queued, report.queued = report.queued, []
+        for origin, future, size in queued:
+            try:
+                await future
+            except Exception as exc:
+                report.bytes -= size
+                await self._give_up(origin, report, f"could not store the download: {exc}")
+            else:
+                report.downloaded += 1
+
+    def _probe(self, path: Path, size: int, name: str) -> MediaInfo:
         with open(path, "rb") as f:
             head = f.read(_HEAD)
             if size > _HEAD:
@@ -285,33 +399,6 @@ class Downloader:
             raise MediaError(
                 f"{name}: the downloaded bytes are not a readable image ({exc})"
             ) from exc
-
-    def _register(
-        self,
-        origin: RemoteOrigin,
-        blob_hash: str,
-        size: int,
-        media: MediaInfo,
-        etag: str | None,
-    ) -> None:
-        with self.catalog.write() as tx:
-            media_values = {
-                "kind": media.kind,
-                "format": media.format,
-                "mime": media.mime,
-                "width": media.width,
-                "height": media.height,
-            }
-            asset_id = record_download(
-                tx, origin, blob_hash=blob_hash, size=size, media=media_values, etag=etag
-            )
-            has_thumb = tx.conn.execute(
-                schema.assets.select()
-                .with_only_columns(schema.assets.c.thumb_hash)
-                .where(schema.assets.c.id == asset_id)
-            ).scalar_one()
-            if media.kind == "image" and has_thumb is None:
-                enqueue_many(tx, "thumbnail", thumbnail_jobs([asset_id]))
 
     def _write(self, fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
         with self.catalog.write() as tx:
