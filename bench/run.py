@@ -2,11 +2,14 @@
 
 Run it from the repository root:
 
-    .venv/bin/python bench/run.py [--suite scan|live|all] [--quick] [--data DIR] [--keep-homes]
+    .venv/bin/python bench/run.py [--suite scan|live|remote|all] [--quick] [--data DIR]
+                                  [--keep-homes]
 
 This module is the one benchmark command: `--suite scan` runs the scan benchmark described
 here, `--suite live` the live benchmarks of `bench/live/` (SSE fan-out, catch-up, asset pages,
-first paint in Chromium), and `all` (the default) both, scan first.
+first paint in Chromium), `--suite remote` the remote-source benchmarks of `bench/remote/`
+(ComfyUI metadata sync, smart sync, downloads, peer replication), and `all` (the default)
+every suite, in that order.
 
 Method
 ------
@@ -969,7 +972,7 @@ def environment() -> dict[str, Any]:
     }
 
 
-SUITES = ("scan", "live")
+SUITES = ("scan", "live", "remote")
 LATEST_TITLE = "# gallerysync benchmarks — latest results"
 
 
@@ -995,9 +998,9 @@ def write_latest(suite: str, summary: str) -> None:
     body = [
         LATEST_TITLE,
         "",
-        "One section per suite (`.venv/bin/python bench/run.py --suite scan|live|all`); a run "
-        "replaces only the sections of the suites it ran. Every run's full results are in the "
-        "timestamped files beside this one.",
+        "One section per suite (`.venv/bin/python bench/run.py --suite scan|live|remote|all`); "
+        "a run replaces only the sections of the suites it ran. Every run's full results are in "
+        "the timestamped files beside this one.",
         "",
     ]
     for name in order:
@@ -1026,7 +1029,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--suite",
         choices=(*SUITES, "all"),
         default="all",
-        help="scan (bench/run.py), live (bench/live/) or both (default)",
+        help="scan (bench/run.py), live (bench/live/), remote (bench/remote/) or all (default)",
     )
     parser.add_argument("--quick", action="store_true", help="1/10 of the sizes (smoke run)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="generated trees")
@@ -1042,6 +1045,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import live
 
         code = max(code, live.live_suite(args.quick, data, args.keep_homes, command))
+    if args.suite in ("remote", "all"):
+        import remote
+
+        code = max(code, remote.remote_suite(args.quick, data, args.keep_homes, command))
     return code
 
 

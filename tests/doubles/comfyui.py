@@ -1243,7 +1243,10 @@ class ComfyUIDouble:
             raise RuntimeError("already running")
         if self._started_once:
             self._process_restart_state()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto IPPROTO_TCP: asyncio then sets TCP_NODELAY on accepted connections, as
+        # ComfyUI's aiohttp server does (with proto 0 a small reply on a kept connection
+        # waits ~40 ms for a delayed ACK)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", self._port or 0))

@@ -1,0 +1,177 @@
+"""The ComfyUI double (`tests/doubles/comfyui.py`) in a process of its own.
+
+The double is a uvicorn server in a background thread; in the bench's own process it would
+share the interpreter lock with the engine under test (and not with the SQLite limit), so it
+runs here, as a real ComfyUI would: a separate process on loopback. The bench drives it over
+stdin/stdout, one JSON object per line:
+
+    python bench/remote/double.py ROOT      # prints {"url": ...}, then answers requests
+
+Requests: `{"op": "bulk", "count": N, "images": K, "content": "tiny" | "png", "bases": B,
+"seed": S}` (`ComfyUIDouble.add_prompts_bulk`; "tiny": `run._tiny_png`, ~100 B; "png": noise
+PNGs of ~200 KB, see `noise_pngs`), `{"op": "stats"}` (the double's `requests` counter,
+`view_bytes_sent`, history length) and `{"op": "quit"}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import random
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = BENCH_DIR.parent
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def noise_pngs(count: int, seed: int) -> list[bytes]:
+    """Random-noise RGB PNGs of ~200 KB (256 x 256..272 pixels; noise does not compress)."""
+    from PIL import Image
+
+    rng = random.Random(seed)
+    bases = []
+    for _ in range(count):
+        height = rng.randint(256, 272)
+        image = Image.frombytes("RGB", (256, height), rng.randbytes(256 * height * 3))
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG", compress_level=1)
+        bases.append(buffer.getvalue())
+    return bases
+
+
+def unique_png(base: bytes, index: int) -> bytes:
+    """`base` with a unique tEXt chunk right after IHDR (still a valid PNG, distinct bytes)."""
+    assert base[:8] == b"\x89PNG\r\n\x1a\n" and base[12:16] == b"IHDR"
+    cut = 8 + 4 + 4 + 13 + 4  # signature, IHDR length, type, data, CRC
+    text = _png_chunk(b"tEXt", b"Comment\x00gallerysync remote bench %07d" % index)
+    return base[:cut] + text + base[cut:]
+
+
+def _serve(root: Path) -> int:
+    sys.path[:0] = [str(REPO_DIR), str(BENCH_DIR)]
+    import logging
+
+    from tests.doubles.comfyui import ComfyUIDouble
+
+    import run
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    out = sys.stdout
+
+    def answer(body: dict[str, Any]) -> None:
+        out.write(json.dumps(body) + "\n")
+        out.flush()
+
+    with ComfyUIDouble(root) as double:
+        answer({"url": double.url, "pid": os.getpid()})
+        for line in sys.stdin:
+            request = json.loads(line)
+            op = request["op"]
+            if op == "quit":
+                answer({"ok": True})
+                break
+            if op == "stats":
+                answer(
+                    {
+                        "requests": dict(double.requests),
+                        "view_bytes_sent": double.view_bytes_sent,
+                        "history": len(double.history_ids()),
+                    }
+                )
+            elif op == "bulk":
+                if request["content"] == "png":
+                    bases = noise_pngs(request["bases"], request["seed"])
+
+                    def make(i: int, bases: list[bytes] = bases) -> bytes:
+                        return unique_png(bases[i % len(bases)], i)
+                else:
+                    make = run._tiny_png
+                ids = double.add_prompts_bulk(request["count"], request["images"], make)
+                answer({"prompts": len(ids)})
+            else:
+                answer({"error": f"unknown op {op!r}"})
+    return 0
+
+
+class DoubleProcess:
+    """The parent's handle on a double child process."""
+
+    def __init__(self, root: Path, log_path: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), str(root)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        hello = self._read()
+        self.url: str = hello["url"]
+        self.pid: int = hello["pid"]
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait(30)
+            raise RuntimeError(
+                f"the ComfyUI double exited {code}: {self.log_path.read_text()[-4000:]}"
+            )
+        body: dict[str, Any] = json.loads(line)
+        if "error" in body:
+            raise RuntimeError(f"the ComfyUI double: {body['error']}")
+        return body
+
+    def call(self, op: str, **args: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def stats(self) -> dict[str, Any]:
+        return self.call("stats")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the double, all threads (from /proc/PID/stat)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def output_files(self) -> list[str]:
+        folder = self.root / "output"
+        return sorted(str(folder / name) for name in os.listdir(folder))
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError, RuntimeError, ValueError):
+                self.call("quit")
+        try:
+            code = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait(30)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+        self._log.close()
+        return code
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+if __name__ == "__main__":
+    sys.exit(_serve(Path(sys.argv[1])))

@@ -1,0 +1,84 @@
+"""The remote suite: runs every figure, writes the results page and files."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import run
+from remote.downloads import bench_downloads
+from remote.metadata import REPORTED_RATE, bench_metadata
+from remote.peer import bench_peer
+from remote.sizes import FULL, QUICK
+from run import Results, log
+
+
+def remote_environment() -> dict[str, Any]:
+    import aiohttp
+
+    env = run.environment()
+    env["aiohttp"] = aiohttp.__version__
+    env["sqlite"] = __import__("sqlite3").sqlite_version
+    return env
+
+
+def markdown(results: Results, command: str, seconds: float) -> str:
+    p = results.params
+    env = results.environment
+    head = [
+        f"# gallerysync remote benchmark — {p['started']}",
+        "",
+        f"Command: `{command}`  ",
+        f"Mode: {'quick (1/10 sizes)' if p['quick'] else 'full'}; {p['entries']:,} ComfyUI "
+        f"history entries x {p['images_per_entry']} images; {p['downloads']:,} downloads at "
+        f"concurrency {p['download_concurrency']}; a peer with {p['peer_assets']:,} assets; "
+        f"best of {p['repeats']} where repeated, medians of {p['smart_runs']} for the smart "
+        f"sync. Suite run time {seconds:.0f} s.",
+    ]
+    tail = [
+        run.environment_text(env, f"; aiohttp {env['aiohttp']}, SQLite {env['sqlite']}"),
+        "",
+        "The ComfyUI double (`tests/doubles/comfyui.py`) and the peer `gallerysync serve` run as "
+        "processes of their own on loopback; gallerysync runs in the bench's process on fresh "
+        "SQLite homes (`Runtime.sync_remote`, `Runtime.download`), and so do the bare limits. "
+        f"For context, tools in this space report about {REPORTED_RATE:.0f} images per second. "
+        "Method: see `bench/remote/`.",
+    ]
+    return run.markdown_document(head, results, tail)
+
+
+def remote_suite(quick: bool, data: Path, keep_homes: bool, command: str) -> int:
+    """Run the remote benchmark; returns 1 when a sanity check failed."""
+    sizes = QUICK if quick else FULL
+    started = datetime.now()
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    clock = time.perf_counter()
+    run.note_busy()
+    results = Results(
+        params={
+            "started": started.isoformat(timespec="seconds"),
+            "quick": quick,
+            "data": str(data),
+            **asdict(sizes),
+        },
+        environment=remote_environment(),
+    )
+    homes = data / "homes" / f"remote-{stamp}"
+    homes.mkdir(parents=True)
+    log(f"remote: for context, tools in this space report about {REPORTED_RATE:.0f} images/s")
+    try:
+        bench_metadata(results, sizes, homes)
+        bench_downloads(results, sizes, homes)
+        bench_peer(results, sizes, data, homes)
+    finally:
+        if not keep_homes:
+            shutil.rmtree(homes, ignore_errors=True)
+    seconds = time.perf_counter() - clock
+    results.params["suite_seconds"] = round(seconds, 1)
+    log(f"remote suite took {seconds:.0f}s")
+    name = f"remote-{stamp}{'-quick' if quick else ''}"
+    return run.report(results, "remote", name, command, lambda r: markdown(r, command, seconds))
