@@ -48,6 +48,7 @@ __all__ = [
     "mark_not_modified",
     "pending_origin_ids",
     "record_download",
+    "record_downloads",
     "save_pass_state",
     "sweep_unseen",
 ]
@@ -539,6 +540,112 @@ def record_download(
             )
         )
     return str(target)
+
+
+DownloadedItem = tuple[RemoteOrigin, str, int, dict[str, Any], str | None]
+"""(origin, blob hash, size, media values, etag) of one verified download."""
+
+
+def record_downloads(tx: WriteTx, items: Sequence[DownloadedItem]) -> list[str]:
+    """`record_download` for a batch; returns the asset id holding each item's bytes.
+
+    The common case — a placeholder asset taking bytes no other asset of its owner has — is
+    applied set-wise (two `executemany` updates and one insert for the whole batch); merges
+    and new versions go through `record_download` one by one, after them.
+    """
+    a = schema.assets
+    for owner in sorted({origin.owner_id for origin, *_ in items}):
+        lock_owner_assets(tx, owner)
+    ids = [origin.asset_id for origin, *_ in items]
+    current: dict[str, Any] = {}
+    for start in range(0, len(ids), _CHUNK):
+        for row in tx.conn.execute(
+            select(a.c.id, a.c.hash, a.c.version).where(a.c.id.in_(ids[start : start + _CHUNK]))
+        ):
+            current[row.id] = row
+    taken: set[tuple[str, str]] = set()
+    for owner in {origin.owner_id for origin, *_ in items}:
+        hashes = [h for origin, h, *_ in items if origin.owner_id == owner]
+        taken.update((owner, h) for h in assets_by_hashes(tx.conn, owner, hashes))
+    fast: list[DownloadedItem] = []
+    claimed: set[str] = set()
+    for item in items:
+        origin, blob_hash = item[0], item[1]
+        found = current.get(origin.asset_id)
+        key = (origin.owner_id, blob_hash)
+        if found is None or found.hash is not None or key in taken or origin.asset_id in claimed:
+            continue
+        fast.append(item)
+        taken.add(key)
+        claimed.add(origin.asset_id)
+    now = now_ms()
+    if fast:
+        tx.conn.execute(
+            update(a)
+            .where(a.c.id == bindparam("b_id"))
+            .values(
+                hash=bindparam("b_hash"),
+                size=bindparam("b_size"),
+                kind=bindparam("b_kind"),
+                format=bindparam("b_format"),
+                mime=bindparam("b_mime"),
+                width=bindparam("b_width"),
+                height=bindparam("b_height"),
+                status=AssetStatus.PRESENT.value,
+                version=bindparam("b_version"),
+                updated_at=now,
+            ),
+            [
+                {
+                    "b_id": origin.asset_id,
+                    "b_hash": blob_hash,
+                    "b_size": size,
+                    **{f"b_{k}": media.get(k) for k in ("kind", "format", "mime")},
+                    "b_width": media.get("width"),
+                    "b_height": media.get("height"),
+                    "b_version": current[origin.asset_id].version + 1,
+                }
+                for origin, blob_hash, size, media, _etag in fast
+            ],
+        )
+        o = schema.origins
+        tx.conn.execute(
+            update(o)
+            .where(o.c.id == bindparam("b_id"))
+            .values(
+                fetch_status="done",
+                fetch_error=None,
+                etag=bindparam("b_etag"),
+                size=bindparam("b_size"),
+                status=OriginStatus.PRESENT.value,
+                version=o.c.version + 1,
+            ),
+            [
+                {"b_id": origin.id, "b_etag": etag, "b_size": size}
+                for origin, _h, size, _m, etag in fast
+            ],
+        )
+        for origin, *_ in fast:
+            tx.record(
+                origin.owner_id,
+                "asset",
+                origin.asset_id,
+                "upsert",
+                current[origin.asset_id].version + 1,
+            )
+        tx.insert_many(
+            "blobs",
+            ("hash", "size", "role", "created_at"),
+            [(blob_hash, size, "original", now) for _o, blob_hash, size, _m, _e in fast],
+            on_conflict="ON CONFLICT (hash) DO NOTHING",
+        )
+    done = {item[0].id: item[0].asset_id for item in fast}
+    for origin, blob_hash, size, media, etag in items:
+        if origin.id not in done:
+            done[origin.id] = record_download(
+                tx, origin, blob_hash=blob_hash, size=size, media=media, etag=etag
+            )
+    return [done[origin.id] for origin, *_ in items]
 
 
 def _drop_if_placeholder(tx: WriteTx, asset_id: str, asset_hash: str | None) -> None:

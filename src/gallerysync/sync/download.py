@@ -36,7 +36,7 @@ from gallerysync.catalog.remote import (
     mark_fetch_failed,
     mark_not_modified,
     pending_origin_ids,
-    record_download,
+    record_downloads,
 )
 from gallerysync.catalog.sources import get_source
 from gallerysync.domain import Source
@@ -345,23 +345,25 @@ class Downloader:
             item.writer.publish()
         self.blobs.sync()
         with self.catalog.write() as tx:
-            asset_ids = [
-                record_download(
-                    tx,
-                    item.origin,
-                    blob_hash=item.stored.hash,
-                    size=item.stored.size,
-                    media={
-                        "kind": item.media.kind,
-                        "format": item.media.format,
-                        "mime": item.media.mime,
-                        "width": item.media.width,
-                        "height": item.media.height,
-                    },
-                    etag=item.etag,
-                )
-                for item in batch
-            ]
+            asset_ids = record_downloads(
+                tx,
+                [
+                    (
+                        item.origin,
+                        item.stored.hash,
+                        item.stored.size,
+                        {
+                            "kind": item.media.kind,
+                            "format": item.media.format,
+                            "mime": item.media.mime,
+                            "width": item.media.width,
+                            "height": item.media.height,
+                        },
+                        item.etag,
+                    )
+                    for item in batch
+                ],
+            )
             images = sorted(
                 {a for item, a in zip(batch, asset_ids, strict=True) if item.media.kind == "image"}
             )
