@@ -16,7 +16,8 @@ from run import log
 HOME_BUILDER_VERSION = 1
 
 
-def _gallerysync(*args: str) -> str:
+def gallerysync_cli(*args: str) -> str:
+    """Run the gallerysync CLI (bench environment); its stdout, or RuntimeError."""
     done = subprocess.run(
         [*run.gallerysync_command(), *args],
         capture_output=True,
@@ -30,8 +31,8 @@ def _gallerysync(*args: str) -> str:
 
 
 def add_and_sync(home: Path, tree: Path, want: int) -> None:
-    _gallerysync("--home", str(home), "source", "add", "folder", str(tree), "--json")
-    reports = json.loads(_gallerysync("--home", str(home), "sync", "--json"))
+    gallerysync_cli("--home", str(home), "source", "add", "folder", str(tree), "--json")
+    reports = json.loads(gallerysync_cli("--home", str(home), "sync", "--json"))
     if len(reports) != 1 or reports[0]["status"] != "ok" or reports[0]["added"] != want:
         raise RuntimeError(f"building {home}: sync reported {reports}")
 

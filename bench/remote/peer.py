@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import run
-from live.homes import copy_home, ensure_assets_home
-from live.servers import GALLERYSYNC_ENV, SERVE_ENV, Server, free_port
+from live.homes import copy_home, ensure_assets_home, gallerysync_cli
+from live.servers import SERVE_ENV, Server, free_port
 from remote.homes import Home
 from remote.limits import source_rows, sqlite_inserts
 from remote.sizes import RemoteSizes
@@ -33,19 +31,6 @@ def peer_tree(data: Path, assets: int) -> Path:
     sizes = dataclasses.replace(run.QUICK, small=assets, small_dirs=max(1, assets // 100))
     run.ensure_small(tree, sizes)
     return tree
-
-
-def _cli(*args: str) -> str:
-    done = subprocess.run(
-        [*run.gallerysync_command(), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **GALLERYSYNC_ENV},
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"gallerysync {' '.join(args)} exited {done.returncode}: {done.stderr}")
-    return done.stdout
 
 
 def _wait_startup_scan(home: Path, since_ms: int, server: Server) -> None:
@@ -76,7 +61,7 @@ def bench_peer(results: Results, sizes: RemoteSizes, data: Path, homes: Path) ->
     base = ensure_assets_home(data, tree, n)
     peer_home = copy_home(base, homes / "peer-home")
     token = json.loads(
-        _cli("--home", str(peer_home), "token", "create", "--user", "admin", "--json")
+        gallerysync_cli("--home", str(peer_home), "token", "create", "--user", "admin", "--json")
     )["token"]
     cmd = [
         *run.gallerysync_command(),

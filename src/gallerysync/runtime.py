@@ -30,6 +30,7 @@ from gallerysync.catalog.sources import find_source, get_source, list_sources
 from gallerysync.config import Settings
 from gallerysync.domain import Source
 from gallerysync.errors import ConfigError, InvalidInputError, NotFoundError
+from gallerysync.events.wait import sleep_unless
 from gallerysync.sources.folder import KIND as FOLDER
 from gallerysync.sync.folder import FolderScan, Progress, ScanReport
 from gallerysync.sync.live import folder_watcher
@@ -343,6 +344,7 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
             interval_seconds=settings.remote_sync_seconds,
             full_every_seconds=settings.remote_full_sync_hours * 3600,
             sweep_max_fraction=settings.sweep_max_fraction,
+            retry_base=settings.retry_base_seconds,
             cancel=cancel_scans,
             on_report=remember,
         )
@@ -381,8 +383,7 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
                 await sync_watchers()
             except Exception:  # the catalog is away for a moment: try again next round
                 log.exception("could not refresh the list of sources")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), SOURCE_REFRESH_SECONDS)
+            await sleep_unless(stop, SOURCE_REFRESH_SECONDS)
 
     async def follow_other_processes() -> None:
         """Writes by other processes (a CLI `sync`) do not call our commit listeners: notice
@@ -390,8 +391,7 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
         while not stop.is_set():
             with contextlib.suppress(Exception):
                 hub.publish(await asyncio.to_thread(runtime.catalog.head))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), HEAD_POLL_SECONDS)
+            await sleep_unless(stop, HEAD_POLL_SECONDS)
 
     async def compact_feed() -> None:
         retention_ms = int(settings.tombstone_retention_days * 86_400_000)
@@ -403,8 +403,7 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
                 log.info("change feed compacted: %s", removed)
             except Exception:
                 log.exception("change feed compaction failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), COMPACT_EVERY_SECONDS)
+            await sleep_unless(stop, COMPACT_EVERY_SECONDS)
 
     background: list[asyncio.Task[None]] = [
         asyncio.create_task(follow_other_processes(), name="head"),

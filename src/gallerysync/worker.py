@@ -7,7 +7,6 @@ few seconds, so jobs enqueued by another process (a CLI `sync`) are picked up to
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -23,6 +22,7 @@ from gallerysync.catalog.jobs import (
 )
 from gallerysync.domain import Job
 from gallerysync.errors import GallerySyncError, NotFoundError
+from gallerysync.events.wait import sleep_unless, wait_any
 from gallerysync.sync.thumbnails import SkipJob, make_thumbnails
 
 __all__ = ["JOB_KINDS", "run_job", "run_workers"]
@@ -106,19 +106,11 @@ async def _worker(
             job = await asyncio.to_thread(claim_job, catalog, name, JOB_KINDS)
         except Exception:  # the database is away for a moment: keep the worker alive
             log.exception("worker %s: cannot claim a job; retrying", name)
-            await _sleep_unless(stop, IDLE_POLL_SECONDS)
+            await sleep_unless(stop, IDLE_POLL_SECONDS)
             continue
         if job is None:
             wake.clear()
-            stop_task = asyncio.ensure_future(stop.wait())
-            wake_task = asyncio.ensure_future(wake.wait())
-            await asyncio.wait(
-                {stop_task, wake_task},
-                timeout=IDLE_POLL_SECONDS,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            stop_task.cancel()
-            wake_task.cancel()
+            await wait_any(stop, wake, timeout=IDLE_POLL_SECONDS)
             continue
         try:
             await asyncio.to_thread(
@@ -126,9 +118,4 @@ async def _worker(
             )
         except Exception:  # recording the outcome failed; the claim is recovered later
             log.exception("worker %s: job %s could not be recorded", name, job.id)
-            await _sleep_unless(stop, IDLE_POLL_SECONDS)
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+            await sleep_unless(stop, IDLE_POLL_SECONDS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,10 +103,6 @@ def png(index: int) -> bytes:
     from tests.doubles.comfyui import sample_png
 
     return sample_png(index)
-
-
-def blob_hashes(runtime: Runtime) -> Iterator[str]:
-    yield from runtime.blobs.iter_hashes()
 
 
 def hash_of(data: bytes) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -43,6 +43,7 @@ __all__ = [
     "fetch_counts",
     "fetch_status_for",
     "get_remote_origin",
+    "get_remote_origins",
     "load_pass_state",
     "mark_fetch_failed",
     "mark_not_modified",
@@ -90,7 +91,7 @@ class RemoteOrigin:
     etag: str | None
     asset_hash: str | None
     owner_id: str
-    name: str = field(default="")
+    name: str  # the file name (its extension decides how the bytes are probed)
 
 
 def _existing(conn: Connection, source_id: str, remote_ids: Sequence[str]) -> dict[str, Any]:
@@ -381,28 +382,37 @@ def save_pass_state(
 
 
 def get_remote_origin(conn: Connection, origin_id: str) -> RemoteOrigin:
-    o, a = schema.origins, schema.assets
-    row = conn.execute(
-        select(o, a.c.hash.label("asset_hash"), a.c.owner_id)
-        .join(a, a.c.id == o.c.asset_id)
-        .where(o.c.id == origin_id)
-    ).first()
-    if row is None:
+    found = get_remote_origins(conn, [origin_id]).get(origin_id)
+    if found is None:
         raise NotFoundError(f"no origin {origin_id}")
-    return RemoteOrigin(
-        id=row.id,
-        source_id=row.source_id,
-        remote_id=row.remote_id,
-        asset_id=row.asset_id,
-        status=row.status,
-        meta=json.loads(row.meta),
-        remote_version=row.remote_version,
-        fetch_status=row.fetch_status,
-        etag=row.etag,
-        asset_hash=row.asset_hash,
-        owner_id=row.owner_id,
-        name=row.path or row.remote_id.rpartition("/")[2],
-    )
+    return found
+
+
+def get_remote_origins(conn: Connection, origin_ids: Sequence[str]) -> dict[str, RemoteOrigin]:
+    """Origins with what phase 2 needs of their asset, by id (unknown ids are left out)."""
+    o, a = schema.origins, schema.assets
+    found: dict[str, RemoteOrigin] = {}
+    for start in range(0, len(origin_ids), _CHUNK):
+        for row in conn.execute(
+            select(o, a.c.hash.label("asset_hash"), a.c.owner_id)
+            .join(a, a.c.id == o.c.asset_id)
+            .where(o.c.id.in_(origin_ids[start : start + _CHUNK]))
+        ):
+            found[row.id] = RemoteOrigin(
+                id=row.id,
+                source_id=row.source_id,
+                remote_id=row.remote_id,
+                asset_id=row.asset_id,
+                status=row.status,
+                meta=json.loads(row.meta),
+                remote_version=row.remote_version,
+                fetch_status=row.fetch_status,
+                etag=row.etag,
+                asset_hash=row.asset_hash,
+                owner_id=row.owner_id,
+                name=row.path or row.remote_id.rpartition("/")[2],
+            )
+    return found
 
 
 def pending_origin_ids(

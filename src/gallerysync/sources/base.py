@@ -47,6 +47,7 @@ class Page:
     items: list[RemoteItem]
     cursor: str | None  # pass back to continue; with `done`, the watermark for next time
     done: bool  # nothing follows in this pass
+    refused: tuple[str, ...] = ()  # listed but not taken (an unsafe name): why, for the run
 
 
 @dataclass(frozen=True, slots=True)

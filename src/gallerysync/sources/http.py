@@ -87,15 +87,11 @@ async def get_json(
     *,
     params: Mapping[str, str] | None = None,
     what: str,
-    method: str = "GET",
-    json_body: Any = None,
     headers: Mapping[str, str] | None = None,
 ) -> Any:
     """Fetch and parse one JSON document (orjson; the body is read whole — pages are small)."""
     try:
-        async with session.request(
-            method, url, params=params, json=json_body, headers=headers
-        ) as response:
+        async with session.get(url, params=params, headers=headers) as response:
             await _raise_for_status(response, what)
             body = await response.read()
     except (TimeoutError, aiohttp.ClientError) as exc:

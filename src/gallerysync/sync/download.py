@@ -29,10 +29,10 @@ from gallerysync.blobs.local import BlobWriter, LocalBlobStore
 from gallerysync.catalog import Catalog, schema
 from gallerysync.catalog.jobs import enqueue_many
 from gallerysync.catalog.remote import (
-    FETCH_WANTED,
     RemoteOrigin,
     download_job_key,
     get_remote_origin,
+    get_remote_origins,
     mark_fetch_failed,
     mark_not_modified,
     pending_origin_ids,
@@ -128,7 +128,7 @@ class Downloader:
         if not isinstance(blobs, LocalBlobStore):
             raise TypeError("downloads stream into a LocalBlobStore")
         self.catalog = catalog
-        self.blobs = blobs
+        self.blobs: LocalBlobStore = blobs
         self.concurrency = max(1, concurrency)
         self.attempts = max(1, attempts)
         self.base_delay = base_delay
@@ -171,12 +171,13 @@ class Downloader:
         for origin_id in dict.fromkeys(origin_ids):
             queue.put_nowait(origin_id)
         total = queue.qsize()
+        loaded = await asyncio.to_thread(self._load_many, list(dict.fromkeys(origin_ids)))
 
         async def worker() -> None:
             nonlocal done
             while not queue.empty():
                 origin_id = queue.get_nowait()
-                await self._one(origin_id, report)
+                await self._one(origin_id, report, loaded.get(origin_id))
                 done += 1
                 if progress is not None:
                     progress(done, total, report.bytes)
@@ -215,20 +216,32 @@ class Downloader:
             del self._inflight[asset_id]
 
     def _origins_for_asset(self, asset_id: str) -> list[str]:
-        o, s = schema.origins, schema.sources
+        o = schema.origins
         with self.catalog.read() as conn:
-            rows = conn.execute(
-                o.select()
-                .with_only_columns(o.c.id, o.c.fetch_status, s.c.options)
-                .join(s, s.c.id == o.c.source_id)
-                .where(o.c.asset_id == asset_id, o.c.fetch_status.is_not(None))
-                .order_by(o.c.first_seen_at)
-            ).all()
-        return [r.id for r in rows if r.fetch_status in ("pending", "on-demand", "done")]
+            return [
+                r[0]
+                for r in conn.execute(
+                    select(o.c.id)
+                    .where(
+                        o.c.asset_id == asset_id,
+                        o.c.fetch_status.in_(("pending", "on-demand", "done")),
+                    )
+                    .order_by(o.c.first_seen_at)
+                )
+            ]
 
-    async def _one(self, origin_id: str, report: DownloadReport) -> None:
+    async def _one(
+        self,
+        origin_id: str,
+        report: DownloadReport,
+        loaded: tuple[RemoteOrigin, Source] | None = None,
+    ) -> None:
+        """Fetch one origin's bytes; `loaded`: the origin and its source, read in bulk by
+        `download` (on its own, the origin is read here)."""
         try:
-            origin, source = await asyncio.to_thread(self._load, origin_id)
+            if loaded is None:
+                loaded = await asyncio.to_thread(self._load, origin_id)
+            origin, source = loaded
         except GallerySyncError as exc:
             report.skipped += 1
             report.errors.append(f"{origin_id}: {exc}")
@@ -240,6 +253,15 @@ class Downloader:
         connector = self._connector(source)
         async with self._limits[source.id]:
             await self._fetch_with_retries(connector, origin, report)
+
+    def _load_many(self, origin_ids: list[str]) -> dict[str, tuple[RemoteOrigin, Source]]:
+        """Origins and their sources in a few reads (not one read per download)."""
+        with self.catalog.read() as conn:
+            origins = get_remote_origins(conn, origin_ids)
+            sources = {
+                sid: get_source(conn, sid) for sid in {o.source_id for o in origins.values()}
+            }
+        return {oid: (origin, sources[origin.source_id]) for oid, origin in origins.items()}
 
     def _load(self, origin_id: str) -> tuple[RemoteOrigin, Source]:
         with self.catalog.read() as conn:
@@ -278,7 +300,6 @@ class Downloader:
         has_bytes = origin.asset_hash is not None and self.blobs.exists(origin.asset_hash)
         ref = ItemRef(origin.remote_id, origin.meta, origin.etag if has_bytes else None)
         expected = origin.meta.get("content_hash") if isinstance(origin.meta, dict) else None
-        assert isinstance(self.blobs, LocalBlobStore)
         try:
             async with connector.open_bytes(ref) as stream:
                 if stream.not_modified:
@@ -339,7 +360,6 @@ class Downloader:
         """Make a batch durable, then visible: flush the temp files, rename them to their
         hashes, flush again (the renames), and only then record them in one transaction — so
         the catalog never references bytes a crash could lose."""
-        assert isinstance(self.blobs, LocalBlobStore)
         self.blobs.sync()
         for item in batch:
             item.writer.publish()
@@ -446,6 +466,3 @@ def requeue_if_pending(catalog: Catalog, source_id: str) -> bool:
     with catalog.write() as tx:
         enqueue_many(tx, "download", [({"source_id": source_id}, download_job_key(source_id))])
     return True
-
-
-WANTED_STATUSES = FETCH_WANTED

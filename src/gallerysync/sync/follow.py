@@ -20,6 +20,7 @@ from gallerysync.catalog import Catalog
 from gallerysync.catalog.sources import get_source
 from gallerysync.domain import Source
 from gallerysync.errors import GallerySyncError
+from gallerysync.events.wait import sleep_unless, wait_any
 from gallerysync.sources.base import SupportsLiveHints
 from gallerysync.sources.http import backoff_delay, new_session
 from gallerysync.sources.registry import get_kind
@@ -39,6 +40,7 @@ class RemoteFollower:
         interval_seconds: float,
         full_every_seconds: float,
         sweep_max_fraction: float,
+        retry_base: float,
         cancel: threading.Event,
         on_report: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
@@ -47,6 +49,7 @@ class RemoteFollower:
         self.interval = interval_seconds
         self.full_every = full_every_seconds
         self.sweep_max_fraction = sweep_max_fraction
+        self.retry_base = retry_base
         self.cancel = cancel
         self.on_report = on_report
         self.wake = asyncio.Event()
@@ -70,7 +73,7 @@ class RemoteFollower:
                 await self._sync("full" if full else "smart")
                 if full:
                     last_full = time.monotonic()
-                await self._wait(stop)
+                await wait_any(stop, self.wake, timeout=self.interval)
         finally:
             hints.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -84,6 +87,7 @@ class RemoteFollower:
                 source,
                 mode=mode,
                 sweep_max_fraction=self.sweep_max_fraction,
+                retry_base=self.retry_base,
                 cancel=self.cancel,
             ).run()
             self.syncs += 1
@@ -96,17 +100,6 @@ class RemoteFollower:
     def _fresh_source(self) -> Source:
         with self.catalog.read() as conn:
             return get_source(conn, self.source.id)
-
-    async def _wait(self, stop: asyncio.Event) -> None:
-        waits = {
-            asyncio.ensure_future(stop.wait()),
-            asyncio.ensure_future(self.wake.wait()),
-        }
-        try:
-            await asyncio.wait(waits, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waits:
-                waiter.cancel()
 
     async def _follow_hints(self, stop: asyncio.Event) -> None:
         attempt = 0
@@ -129,5 +122,4 @@ class RemoteFollower:
                 log.exception("live hints of %s failed", self.source.name)
             attempt += 1
             delay = backoff_delay(min(attempt, 6), base=1.0, cap=60.0, retry_after=None)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(1.0, delay))
+            await sleep_unless(stop, max(1.0, delay))

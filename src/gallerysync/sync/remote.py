@@ -57,7 +57,7 @@ from gallerysync.sources.folder.media import guess_media
 from gallerysync.sources.http import new_session, with_retries
 from gallerysync.sources.registry import DOWNLOAD_POLICIES, get_kind
 
-__all__ = ["MODES", "RemoteReport", "RemoteSync", "add_remote_source", "sync_remote"]
+__all__ = ["MODES", "RemoteReport", "RemoteSync", "add_remote_source"]
 
 log = logging.getLogger(__name__)
 MODES = ("full", "incremental", "smart")
@@ -252,11 +252,9 @@ class RemoteSync:
         pages = items = 0
         while True:
             page = await self._next_page(connector, etype, cursor, list_mode, since)
-            refused = getattr(connector, "refused", None)
-            if refused:
-                self.report.errors.extend(refused)
-                self.report.bump(refused=len(refused))
-                refused.clear()
+            if page.refused:
+                self.report.errors.extend(page.refused)
+                self.report.bump(refused=len(page.refused))
             open_next = {
                 "mode": list_mode.value,
                 "started_at": pass_started,
@@ -377,10 +375,6 @@ class RemoteSync:
             merged=applied.merged,
             to_download=applied.to_download,
         )
-
-
-async def sync_remote(catalog: Catalog, source: Source, **options: Any) -> RemoteReport:
-    return await RemoteSync(catalog, source, **options).run()
 
 
 def add_remote_source(

@@ -14,7 +14,6 @@ push client share it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import watchfiles
 
+from gallerysync.events.wait import sleep_unless
 from gallerysync.watch.names import is_ignored_name
 
 __all__ = ["SettleWatcher", "root_looks_mounted"]
@@ -92,7 +92,7 @@ class SettleWatcher:
                         await self.on_root_lost()
                     was_offline = True
                     self.watching.clear()
-                    await _wait(stop, self.offline_poll)
+                    await sleep_unless(stop, self.offline_poll)
                     continue
                 if was_offline or resync:
                     log.info("%s: root is back or the watcher restarted; rescanning", self.name)
@@ -104,7 +104,7 @@ class SettleWatcher:
                 log.exception("%s: watcher failed; restarting", self.name)
                 self.watching.clear()
                 resync = True
-                await _wait(stop, self.offline_poll)
+                await sleep_unless(stop, self.offline_poll)
 
     async def _watch(self, stop: asyncio.Event) -> None:
         root_id = os.stat(self.root)
@@ -164,8 +164,3 @@ class SettleWatcher:
             raise
         for rel in retry:
             self.pending[rel] = _Pending(time.monotonic(), _stat(self.root / rel))
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

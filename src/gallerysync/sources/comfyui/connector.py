@@ -64,7 +64,6 @@ class ComfyUISource:
         self.url = url
         self.session = session
         self.include_temp = include_temp
-        self.refused: list[str] = []  # unsafe names seen by the last pages (the run records them)
         self._window: list[ParsedEntry] = []  # an incremental window not yet handed out
         self.page_size = FULL_PAGE
 
@@ -92,16 +91,19 @@ class ComfyUISource:
             return await self._full_page(state)
         return await self._incremental_page(state, since)
 
-    def _page(self, entries: list[ParsedEntry], known: list[str], state: dict[str, Any]) -> Page:
+    def _page(
+        self, entries: list[ParsedEntry], known: list[str], state: dict[str, Any], *, done: bool
+    ) -> Page:
+        """The page of these entries; its cursor is `state` plus the newest prompt ids held."""
         items: dict[str, RemoteItem] = {}
+        refused: list[str] = []
         for entry in entries:
-            self.refused.extend(r.reason for r in entry.refused)
+            refused.extend(r.reason for r in entry.refused)
             for item in entry.items:
                 items.pop(item.remote_id, None)
                 items[item.remote_id] = item  # a later prompt wins: it is the newer version
             known = [*known, entry.prompt_id][-KNOWN_IDS:]
-        done = bool(state.pop("done", False))
-        return Page(list(items.values()), _encode({**state, "known": known}), done)
+        return Page(list(items.values()), _encode({**state, "known": known}), done, tuple(refused))
 
     async def _incremental_page(self, state: dict[str, Any], since: int | None) -> Page:
         known = [str(k) for k in state.get("known", [])]
@@ -109,10 +111,8 @@ class ComfyUISource:
             self._window = await self._new_entries(set(known), since)
         take, self._window = self._window[: self.page_size], self._window[self.page_size :]
         following = take[-1].prompt_id if take else (known[-1] if known else None)
-        next_state: dict[str, Any] = {"done": not self._window}
-        if self._window:
-            next_state["window_after"] = following
-        return self._page(take, known, next_state)
+        next_state = {"window_after": following} if self._window else {}
+        return self._page(take, known, next_state, done=not self._window)
 
     async def _new_entries(self, known: set[str], since: int | None) -> list[ParsedEntry]:
         """The entries after the newest one we hold: widen the newest-K window until it reaches
@@ -146,8 +146,7 @@ class ComfyUISource:
             following["last"] = entries[-1].prompt_id
         elif last is not None:
             following["last"] = last
-        following["done"] = len(entries) < self.page_size
-        return self._page(entries, known, following)
+        return self._page(entries, known, following, done=len(entries) < self.page_size)
 
     async def _after(self, last: str, offset: int) -> tuple[list[ParsedEntry], int]:
         """The page following prompt `last`, which was at `offset - 1`; returns the entries and
