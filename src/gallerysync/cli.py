@@ -23,6 +23,7 @@ from gallerysync.catalog import Catalog
 from gallerysync.catalog.assets import get_asset, list_assets
 from gallerysync.catalog.feed import MAX_PAGE, decode_token, encode_token, read_page
 from gallerysync.catalog.sources import find_source, get_storage_dir, list_sources, remove_source
+from gallerysync.catalog.uploads import UPLOAD_KIND
 from gallerysync.catalog.users import (
     add_user,
     create_token,
@@ -341,6 +342,8 @@ def sync(
     failed = False
     try:
         for source in runtime.sources_named(names or []):
+            if source.kind == UPLOAD_KIND:
+                continue  # filled by `push` clients: there is nothing to pull
             if source.kind == "folder":
                 if as_json or not out.is_terminal:
                     report = runtime.scan(source, mode=mode, cancel=cancel)

@@ -193,6 +193,21 @@ SETTINGS: tuple[Setting, ...] = (
         "a server's Retry-After is honoured).",
         _positive_float,
     ),
+    Setting(
+        "upload_max_bytes",
+        str(2 << 30),
+        "GALLERYSYNC_UPLOAD_MAX_BYTES",
+        "Largest file `POST /api/assets` accepts; a bigger upload is refused with 413 before "
+        "its body is read.",
+        _positive_int,
+    ),
+    Setting(
+        "push_concurrency",
+        "4",
+        "GALLERYSYNC_PUSH_CONCURRENCY",
+        "Parallel uploads of `gallerysync push` (`--concurrency` overrides it).",
+        _positive_int,
+    ),
     Setting("log_level", "INFO", "GALLERYSYNC_LOG_LEVEL", "Logging level.", _log_level),
 )
 
@@ -218,6 +233,8 @@ class Settings:
     download_concurrency: int
     sweep_max_fraction: float
     retry_base_seconds: float
+    upload_max_bytes: int
+    push_concurrency: int
     log_level: str
 
     @property

@@ -31,7 +31,9 @@ __all__ = [
     "ConflictError",
     "ForbiddenError",
     "GallerySyncError",
+    "IncompleteUploadError",
     "InvalidInputError",
+    "LengthRequiredError",
     "MalformedResponseError",
     "NotFoundError",
     "PayloadTooLargeError",
@@ -42,6 +44,7 @@ __all__ = [
     "StorageDirError",
     "UnauthenticatedError",
     "UnsafePathError",
+    "UnsupportedMediaError",
 ]
 
 
@@ -79,6 +82,27 @@ class ForbiddenError(GallerySyncError):
 class PayloadTooLargeError(GallerySyncError):
     status = 413
     code = "payload_too_large"
+
+
+class LengthRequiredError(GallerySyncError):
+    """An upload without `Content-Length`: its size must be known (and checked) up front."""
+
+    status = 411
+    code = "length_required"
+
+
+class UnsupportedMediaError(GallerySyncError):
+    """Uploaded bytes that are not a readable, complete image or video."""
+
+    status = 415
+    code = "unsupported_media"
+
+
+class IncompleteUploadError(GallerySyncError):
+    """The client stopped sending before `Content-Length` bytes arrived; nothing is stored."""
+
+    status = 400
+    code = "incomplete_upload"
 
 
 class ConflictError(GallerySyncError):

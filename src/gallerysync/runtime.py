@@ -27,6 +27,7 @@ from gallerysync.catalog.feed import compact
 from gallerysync.catalog.jobs import job_counts
 from gallerysync.catalog.remote import FETCH_WANTED, pending_origin_ids
 from gallerysync.catalog.sources import find_source, get_source, list_sources
+from gallerysync.catalog.uploads import UPLOAD_KIND
 from gallerysync.config import Settings
 from gallerysync.domain import Source
 from gallerysync.errors import ConfigError, InvalidInputError, NotFoundError
@@ -292,6 +293,7 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
         health_details=health_details,
         start_sync=start_sync,
         fetch_asset=on_demand.fetch_asset,
+        upload_max_bytes=settings.upload_max_bytes,
     )
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
@@ -366,7 +368,7 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
         """Start watchers for new folder sources and followers for new remote ones; stop
         those of removed sources."""
         every = await asyncio.to_thread(runtime.sources_named, [])
-        await sync_followers([s for s in every if s.kind != FOLDER])
+        await sync_followers([s for s in every if s.kind not in (FOLDER, UPLOAD_KIND)])
         sources = [s for s in every if s.kind == FOLDER]
         wanted = {s.id: s for s in sources}
         for source_id in [sid for sid in state.watchers if sid not in wanted]:

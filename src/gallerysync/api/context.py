@@ -12,10 +12,11 @@ import dataclasses
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from gallerysync.blobs.local import LocalBlobStore
 from gallerysync.catalog import Catalog
@@ -23,10 +24,14 @@ from gallerysync.catalog.users import user_for_session, user_for_token
 from gallerysync.errors import UnauthenticatedError
 from gallerysync.events.hub import ChangeHub
 
+if TYPE_CHECKING:
+    from gallerysync.sync.upload import UploadReceiver
+
 __all__ = [
     "SESSION_COOKIE",
     "ApiContext",
     "OrjsonBytes",
+    "OrjsonResponse",
     "PageCache",
     "app_context",
     "context",
@@ -35,6 +40,13 @@ __all__ = [
 ]
 
 SESSION_COOKIE = "gallerysync_session"
+
+
+class OrjsonResponse(JSONResponse):
+    """JSON through orjson (DESIGN §8: ~12× the standard library on a 500-record page)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
 
 
 class OrjsonBytes(Response):
@@ -88,6 +100,8 @@ class ApiContext:
     fetch_asset: Callable[[str], Awaitable[bool]] | None = None
     auth_required: bool = False
     authenticated: bool = False
+    uploads: UploadReceiver | None = None  # push: the bulk hash check and uploads
+    upload_max_bytes: int = 0
     pages: PageCache = field(default_factory=PageCache)
 
 

@@ -48,7 +48,7 @@ from gallerysync.errors import (
     RemoteRefusedError,
 )
 from gallerysync.sources.base import ItemRef, RemoteSource
-from gallerysync.sources.folder.media import MediaError, MediaInfo, probe
+from gallerysync.sources.folder.media import MediaError, MediaInfo, probe_file
 from gallerysync.sources.http import backoff_delay, new_session
 from gallerysync.sources.registry import get_kind
 from gallerysync.sync.register import thumbnail_jobs
@@ -56,7 +56,6 @@ from gallerysync.sync.register import thumbnail_jobs
 __all__ = ["DownloadReport", "Downloader", "run_download_job"]
 
 log = logging.getLogger(__name__)
-_HEAD, _TAIL = 1 << 18, 1 << 16
 MAX_UNCOMMITTED = 256  # verified downloads waiting for the group commit (each holds a temp fd)
 DownloadProgress = Callable[[int, int, int], None]  # done, total, bytes
 
@@ -410,13 +409,8 @@ class Downloader:
                 report.downloaded += 1
 
     def _probe(self, path: Path, size: int, name: str) -> MediaInfo:
-        with open(path, "rb") as f:
-            head = f.read(_HEAD)
-            if size > _HEAD:
-                f.seek(max(0, size - _TAIL))
-            tail = f.read(_TAIL) if size > _HEAD else head[-_TAIL:]
         try:
-            return probe(name, head, tail, size, str(path))
+            return probe_file(str(path), size, name)
         except MediaError as exc:
             raise MediaError(
                 f"{name}: the downloaded bytes are not a readable image ({exc})"

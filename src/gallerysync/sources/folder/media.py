@@ -24,6 +24,7 @@ __all__ = [
     "guess_media",
     "media_kind_for_name",
     "probe",
+    "probe_file",
 ]
 
 with contextlib.suppress(ImportError):  # HEIC/AVIF where the wheel is available
@@ -128,6 +129,20 @@ def probe(name: str, head: bytes, tail: bytes, size: int, path: str) -> MediaInf
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return _probe_webp(head, size)
     return _probe_with_pillow(path)
+
+
+_PROBE_HEAD, _PROBE_TAIL = 1 << 18, 1 << 16
+
+
+def probe_file(path: str, size: int, name: str) -> MediaInfo:
+    """`probe` for bytes already in a file (a download or an upload in its temp file):
+    reads the head and the tail only. `name` decides the kind by extension."""
+    with open(path, "rb") as f:
+        head = f.read(_PROBE_HEAD)
+        if size > _PROBE_HEAD:
+            f.seek(max(0, size - _PROBE_TAIL))
+        tail = f.read(_PROBE_TAIL) if size > _PROBE_HEAD else head[-_PROBE_TAIL:]
+    return probe(name, head, tail, size, path)
 
 
 def _probe_png(head: bytes, tail: bytes) -> MediaInfo:
