@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -40,6 +42,7 @@ from gallerysync.runtime import Runtime, check_bind_host, open_runtime, serve
 from gallerysync.sync.folder import add_folder, import_files
 
 if TYPE_CHECKING:  # remote sources pull in aiohttp: imported when used (start-up time)
+    from gallerysync.push.queue import QueueStatus
     from gallerysync.sync.download import DownloadReport
     from gallerysync.sync.remote import RemoteReport
 
@@ -528,6 +531,162 @@ def download_command(
         for error in report.errors[:20]:
             err.print(f"  {error}", highlight=False)
     if report.failed:
+        raise typer.Exit(1)
+
+
+def _default_device() -> str:
+    """This machine's name, reduced to what the server accepts as a device name."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).strip("-._")[:64]
+    return name or "device"
+
+
+def _print_push_status(status: QueueStatus, directory: Path) -> None:
+    c = status.counts
+    out.print(
+        f"{directory} → {status.meta.get('server', '?')} (device {status.meta.get('device', '?')})",
+        highlight=False,
+    )
+    out.print(
+        f"pending {c['queued'] + c['hashed'] + c['checked']}, uploading {c['uploading']}, "
+        f"done {c['done']}, failed {c['failed']}, deleting {c['deleting']}; "
+        f"{status.bytes_sent / 1e6:.1f} MB sent",
+        highlight=False,
+    )
+    for f in status.failed:
+        out.print(f"  failed  {f.rel_path}: {f.last_error}", highlight=False, soft_wrap=True)
+    for f in status.waiting:
+        out.print(
+            f"  waiting {f.rel_path} ({f.state.value}, attempt {f.attempts}): {f.last_error}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@app.command("push")
+def push_command(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path, typer.Argument(help="The folder to push.", file_okay=False, resolve_path=True)
+    ],
+    to: Annotated[
+        str | None, typer.Option("--to", help="The server's base URL, e.g. https://host:8765.")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="GALLERYSYNC_TOKEN", help="API token (`token create`)."),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="This machine's name (default: hostname).")
+    ] = None,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Push what is there, wait until done, exit (1 on failures)."),
+    ] = False,
+    status: Annotated[
+        bool, typer.Option("--status", help="Show the queue: pending, done, failed and why.")
+    ] = False,
+    mirror_deletes: Annotated[
+        bool,
+        typer.Option("--mirror-deletes", help="Deleting a local file trashes it on the server."),
+    ] = False,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, max=64, help="Parallel uploads.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Upload every image in DIRECTORY to a server, exactly once: those already there, those
+    added while this was off or offline, and (unless --once) those added while it runs.
+
+    The queue lives in the home (one SQLite file per folder) and survives crashes: run the same
+    command again and it continues. Ctrl-C stops cleanly. `--status --json` prints the queue
+    as one object: server, dir, device, counts (queued, hashed, checked, uploading, done,
+    failed, deleting), bytes_sent, failed and waiting (path, state, attempts, error).
+    """
+    from gallerysync.push.client import PushClient, PushOptions, queue_path_for
+    from gallerysync.push.queue import PushQueue
+
+    settings = _settings(ctx)
+    queue_file = queue_path_for(settings.home, directory)
+    if status:
+        if not queue_file.exists():
+            _fail(f"{directory} has never been pushed from this home ({settings.home})")
+        queue = PushQueue(queue_file)
+        try:
+            current = queue.status()
+        finally:
+            queue.close()
+        if as_json:
+            _print_json(current.as_json())
+        else:
+            _print_push_status(current, directory)
+        return
+    if to is None:
+        _fail("push needs --to URL (or --status)", 2)
+    if not directory.is_dir():
+        _fail(f"{directory} is not a directory", 2)
+    from gallerysync.sources.registry import normalise_url
+    from gallerysync.sync.upload import check_device
+
+    try:
+        options = PushOptions(
+            root=directory,
+            server=normalise_url(to),
+            token=token,
+            device=check_device(device or _default_device()),
+            concurrency=concurrency or settings.push_concurrency,
+            settle_seconds=settings.settle_seconds,
+            retry_base_seconds=settings.retry_base_seconds,
+            mirror_deletes=mirror_deletes,
+        )
+    except GallerySyncError as exc:
+        _fail(str(exc), 2)
+    queue = PushQueue(queue_file)
+    show = out.is_terminal and not as_json
+    bar = Progress(
+        TextColumn("[bold]push[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[mb]:.1f} MB sent"),
+        TextColumn("{task.description}"),
+        console=out,
+        transient=False,
+        disable=not show,
+    )
+    task = bar.add_task("", total=None, mb=0.0)
+
+    def progress(current: QueueStatus, problem: str) -> None:
+        c = current.counts
+        total = sum(n for state, n in c.items() if state != "deleting")
+        note = f"[yellow]{problem}[/yellow]" if problem else f"{c['uploading']} uploading"
+        bar.update(
+            task,
+            total=total,
+            completed=c["done"] + c["failed"],
+            mb=current.bytes_sent / 1e6,
+            description=note,
+        )
+
+    async def run() -> QueueStatus:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        client = PushClient(options, queue, on_progress=progress)
+        return await client.run(stop, once=once)
+
+    try:
+        with bar:
+            final = asyncio.run(run())
+    finally:
+        queue.close()
+    if as_json:
+        _print_json(final.as_json())
+    elif not show:
+        _print_push_status(final, directory)
+    else:
+        for f in final.failed:
+            out.print(f"failed {f.rel_path}: {f.last_error}", highlight=False, soft_wrap=True)
+    if once and final.counts["failed"]:
         raise typer.Exit(1)
 
 

@@ -8,8 +8,8 @@ import contextlib
 __all__ = ["sleep_unless", "wait_any"]
 
 
-async def wait_any(*events: asyncio.Event, timeout: float) -> None:
-    """Return when one of `events` is set, or after `timeout` seconds."""
+async def wait_any(*events: asyncio.Event, timeout: float | None) -> None:
+    """Return when one of `events` is set, or after `timeout` seconds (None: no limit)."""
     waiters = {asyncio.ensure_future(event.wait()) for event in events}
     try:
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
