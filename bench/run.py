@@ -2,14 +2,15 @@
 
 Run it from the repository root:
 
-    .venv/bin/python bench/run.py [--suite scan|live|remote|all] [--quick] [--data DIR]
+    .venv/bin/python bench/run.py [--suite scan|live|remote|push|all] [--quick] [--data DIR]
                                   [--keep-homes]
 
 This module is the one benchmark command: `--suite scan` runs the scan benchmark described
 here, `--suite live` the live benchmarks of `bench/live/` (SSE fan-out, catch-up, asset pages,
 first paint in Chromium), `--suite remote` the remote-source benchmarks of `bench/remote/`
-(ComfyUI metadata sync, smart sync, downloads, peer replication), and `all` (the default)
-every suite, in that order.
+(ComfyUI metadata sync, smart sync, downloads, peer replication), `--suite push` the push
+benchmarks of `bench/push/` (`gallerysync push` to a `serve`, and a re-push from a fresh
+client state), and `all` (the default) every suite, in that order.
 
 Method
 ------
@@ -837,7 +838,7 @@ def bench_small(results: Results, tree: Path, homes: Path, sizes: Sizes, workers
 def _fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "-"
-    if unit in ("MB/s", "MB", "rows/s", "files", "req/s", "events"):
+    if unit in ("MB/s", "MB", "rows/s", "files", "req/s", "events", "B"):
         text = f"{value:,.0f}"
     elif unit == "ms":
         text = f"{value:,.1f}"
@@ -972,7 +973,7 @@ def environment() -> dict[str, Any]:
     }
 
 
-SUITES = ("scan", "live", "remote")
+SUITES = ("scan", "live", "remote", "push")
 LATEST_TITLE = "# gallerysync benchmarks — latest results"
 
 
@@ -998,9 +999,9 @@ def write_latest(suite: str, summary: str) -> None:
     body = [
         LATEST_TITLE,
         "",
-        "One section per suite (`.venv/bin/python bench/run.py --suite scan|live|remote|all`); "
-        "a run replaces only the sections of the suites it ran. Every run's full results are in "
-        "the timestamped files beside this one.",
+        "One section per suite (`.venv/bin/python bench/run.py --suite "
+        "scan|live|remote|push|all`); a run replaces only the sections of the suites it ran. "
+        "Every run's full results are in the timestamped files beside this one.",
         "",
     ]
     for name in order:
@@ -1029,7 +1030,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--suite",
         choices=(*SUITES, "all"),
         default="all",
-        help="scan (bench/run.py), live (bench/live/), remote (bench/remote/) or all (default)",
+        help="scan (bench/run.py), live (bench/live/), remote (bench/remote/), push "
+        "(bench/push/) or all (default)",
     )
     parser.add_argument("--quick", action="store_true", help="1/10 of the sizes (smoke run)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="generated trees")
@@ -1049,6 +1051,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import remote
 
         code = max(code, remote.remote_suite(args.quick, data, args.keep_homes, command))
+    if args.suite in ("push", "all"):
+        import push
+
+        code = max(code, push.push_suite(args.quick, data, args.keep_homes, command))
     return code
 
 
