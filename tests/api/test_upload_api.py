@@ -241,3 +241,12 @@ def test_users_never_see_each_others_uploads(server: Server) -> None:
         "GET", "/api/assets", headers={"Authorization": f"Bearer {bob_token}"}
     ).json()["assets"]
     assert [a["id"] for a in mine] == [bob_upload.json()["asset_id"]]
+
+
+def test_upload_source_is_listed_and_not_synced(server: Server) -> None:
+    server.upload(image_bytes(16))
+    listed = server.call("GET", "/api/sources").json()["sources"]
+    [upload] = [s for s in listed if s["kind"] == "upload"]
+    assert upload["name"].startswith("upload:") and upload["counts"]["present"] == 1
+    answer = server.call("POST", f"/api/sources/{upload['id']}/sync")
+    assert answer.status_code == 409 and "push" in answer.json()["error"]["message"]

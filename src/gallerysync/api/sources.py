@@ -20,6 +20,7 @@ from gallerysync.catalog.sources import (
     origin_counts,
     remove_source,
 )
+from gallerysync.catalog.uploads import UPLOAD_KIND
 from gallerysync.domain import Source
 from gallerysync.errors import ConflictError, ForbiddenError, InvalidInputError
 from gallerysync.maintenance import inspect_storage
@@ -66,7 +67,7 @@ def _source_json(ctx: ApiContext, source: Source) -> dict[str, Any]:
         if source.kind == "folder":
             sd = get_storage_dir(conn, source.id)
             body.update(root=sd.root, id_file=sd.id_file_status, last_scan_at=sd.last_scan_at)
-        else:  # never the token: options may hold a peer's credentials
+        elif source.kind != UPLOAD_KIND:  # never the token: options may hold credentials
             body.update(url=source.options.get("url"), download=source.options.get("download"))
             body["downloads"] = fetch_counts(conn, source.id)
     return body
@@ -141,6 +142,8 @@ async def sync_source(ctx: Ctx, name_or_id: str, body: SyncRequest | None = None
     """Start a sync now; progress and the result arrive through the change feed and
     `GET /api/sync/runs`."""
     source = await asyncio.to_thread(_one, ctx, name_or_id)
+    if source.kind == UPLOAD_KIND:
+        raise ConflictError("an upload source is filled by push clients; there is nothing to sync")
     if ctx.start_sync is None:
         raise ConflictError("this server cannot run syncs")
     ctx.start_sync(source.id, (body or SyncRequest()).mode)

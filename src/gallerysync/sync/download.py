@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 
 from gallerysync.blobs.base import BlobStore, StoredBlob
-from gallerysync.blobs.local import BlobWriter, LocalBlobStore
+from gallerysync.blobs.local import LocalBlobStore
 from gallerysync.catalog import Catalog, schema
 from gallerysync.catalog.jobs import enqueue_many
 from gallerysync.catalog.remote import (
@@ -51,6 +51,7 @@ from gallerysync.sources.base import ItemRef, RemoteSource
 from gallerysync.sources.folder.media import MediaError, MediaInfo, probe_file
 from gallerysync.sources.http import backoff_delay, new_session
 from gallerysync.sources.registry import get_kind
+from gallerysync.sync.group_commit import GroupCommit
 from gallerysync.sync.register import thumbnail_jobs
 
 __all__ = ["DownloadReport", "Downloader", "run_download_job"]
@@ -93,15 +94,9 @@ class _Ready:
     """A verified download waiting for the group commit."""
 
     origin: RemoteOrigin
-    writer: BlobWriter
     stored: StoredBlob
     media: MediaInfo
     etag: str | None
-    future: asyncio.Future[str]
-
-
-def _future() -> asyncio.Future[str]:
-    return asyncio.get_running_loop().create_future()
 
 
 class _Retry(Exception):
@@ -136,17 +131,16 @@ class Downloader:
         self._connectors: dict[str, RemoteSource] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._inflight: dict[str, asyncio.Future[bool]] = {}
-        self._ready: list[_Ready] = []
-        self._committer: asyncio.Task[None] | None = None
-        self._room = asyncio.Semaphore(MAX_UNCOMMITTED)
+        self._commits: GroupCommit[_Ready, str] = GroupCommit(
+            self.blobs, self._record_batch, limit=MAX_UNCOMMITTED
+        )
 
     async def __aenter__(self) -> Downloader:
         self._session = new_session(limit=max(32, self.concurrency * 2))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._committer is not None:
-            await self._committer
+        await self._commits.drain()
         for connector in self._connectors.values():
             await connector.close()
         await self._session.close()
@@ -321,48 +315,13 @@ class Downloader:
         except BaseException:
             writer.abort()
             raise
-        future = await self._queue_commit(_Ready(origin, writer, stored, media, etag, _future()))
+        future = await self._commits.enqueue(_Ready(origin, stored, media, etag), writer)
         report.queued.append((origin, future, stored.size))
         report.bytes += stored.size
 
-    # --- group commit ------------------------------------------------------------------------
-
-    async def _queue_commit(self, item: _Ready) -> asyncio.Future[str]:
-        """Hand a verified download to the committer; it is durable and recorded when the
-        returned future resolves (to the asset id holding the bytes)."""
-        await self._room.acquire()
-        self._ready.append(item)
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_loop())
-        return item.future
-
-    async def _commit_loop(self) -> None:
-        """Commit whatever is ready, batch after batch: downloads that finish while a batch
-        commits form the next one (group commit), so a batch costs two file-system flushes
-        and one catalog transaction however many files it holds."""
-        while self._ready:
-            batch, self._ready = self._ready, []
-            try:
-                asset_ids = await asyncio.to_thread(self._commit_batch, batch)
-            except Exception as exc:
-                for item in batch:
-                    item.writer.abort()
-                    item.future.set_exception(exc)
-            else:
-                for item, asset_id in zip(batch, asset_ids, strict=True):
-                    item.future.set_result(asset_id)
-            finally:
-                for _ in batch:
-                    self._room.release()
-
-    def _commit_batch(self, batch: list[_Ready]) -> list[str]:
-        """Make a batch durable, then visible: flush the temp files, rename them to their
-        hashes, flush again (the renames), and only then record them in one transaction — so
-        the catalog never references bytes a crash could lose."""
-        self.blobs.sync()
-        for item in batch:
-            item.writer.publish()
-        self.blobs.sync()
+    def _record_batch(self, batch: Sequence[_Ready]) -> list[str]:
+        """Record a committed batch (its bytes are durable and renamed) in one transaction,
+        with thumbnail jobs for images that have none; returns each item's asset id."""
         with self.catalog.write() as tx:
             asset_ids = record_downloads(
                 tx,

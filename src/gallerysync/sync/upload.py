@@ -1,23 +1,26 @@
 """Receive pushed files (the server half of push, DESIGN §5).
 
-An upload streams into a locked temp file of the blob store and is hashed as it arrives; only
-when every announced byte is there and the BLAKE3 hash matches the one the client announced is
-it probed, made durable, renamed to its hash and recorded — so a truncated, corrupted or
-unreadable upload stores nothing. Relative paths and device names come from the client: they
+An upload streams into a locked temp file of the blob store and is hashed as it arrives (the
+write of one megabyte overlapping the arrival of the next); only when every announced byte is
+there and the BLAKE3 hash matches the one the client announced is it probed, then made
+durable, renamed to its hash and recorded through the group commit that downloads use — so a
+truncated, corrupted or unreadable upload stores nothing, and uploads that finish together
+share one flush and one transaction. Relative paths and device names come from the client: they
 are checked and kept as origin metadata only, never used to build a path on this machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from gallerysync.blobs.hashing import is_hash
-from gallerysync.blobs.local import LocalBlobStore
-from gallerysync.catalog import Catalog
+from gallerysync.blobs.local import BlobWriter, LocalBlobStore
+from gallerysync.catalog import Catalog, WriteTx
 from gallerysync.catalog.jobs import enqueue_many
 from gallerysync.catalog.uploads import HashState, UploadResult, hash_states, record_upload
 from gallerysync.errors import (
@@ -28,6 +31,7 @@ from gallerysync.errors import (
     UnsupportedMediaError,
 )
 from gallerysync.sources.folder.media import MediaError, media_kind_for_name, probe_file
+from gallerysync.sync.group_commit import GroupCommit
 from gallerysync.sync.register import thumbnail_jobs
 
 __all__ = [
@@ -88,6 +92,8 @@ class UploadReceiver:
     def __init__(self, catalog: Catalog, blobs: LocalBlobStore) -> None:
         self.catalog = catalog
         self.blobs = blobs
+        self._group: GroupCommit[tuple[Upload, dict[str, object]], UploadResult] | None = None
+        self._group_loop: asyncio.AbstractEventLoop | None = None
 
     def states(self, owner_id: str, hashes: list[str]) -> dict[str, HashState]:
         """The owner's assets among `hashes` whose bytes this server can serve: present
@@ -107,14 +113,7 @@ class UploadReceiver:
         """Stream `chunks` into the blob store, verify, probe and record them."""
         writer = self.blobs.open_writer(expected_size=upload.size)
         try:
-            buffer = bytearray()
-            async for chunk in chunks:
-                buffer += chunk
-                if len(buffer) >= _WRITE_BUFFER:
-                    await asyncio.to_thread(writer.write, bytes(buffer))
-                    buffer.clear()
-            if buffer:
-                await asyncio.to_thread(writer.write, bytes(buffer))
+            await _write_all(writer, chunks)
             if writer.size != upload.size:
                 raise IncompleteUploadError(
                     f"the upload ended after {writer.size} of {upload.size} bytes"
@@ -128,37 +127,81 @@ class UploadReceiver:
             name = upload.rel_path.rsplit("/", 1)[-1]
             temp = str(writer.temp_path)
             try:
-                media = await asyncio.to_thread(probe_file, temp, upload.size, name)
+                info = await asyncio.to_thread(probe_file, temp, upload.size, name)
             except MediaError as exc:
                 reason = f"{name}: not a readable image or video ({exc})"
                 raise UnsupportedMediaError(reason) from exc
-            await asyncio.to_thread(writer.commit, expected_hash=upload.hash)
-        finally:
-            writer.abort()  # a no-op once committed; else the temp file goes
-        return await asyncio.to_thread(
-            self._record,
-            upload,
-            {
-                "kind": media.kind,
-                "format": media.format,
-                "mime": media.mime,
-                "width": media.width,
-                "height": media.height,
-            },
-        )
+        except BaseException:
+            writer.abort()
+            raise
+        media: dict[str, object] = {
+            "kind": info.kind,
+            "format": info.format,
+            "mime": info.mime,
+            "width": info.width,
+            "height": info.height,
+        }
+        try:
+            committed = await self._commits().enqueue((upload, media), writer)
+        except BaseException:
+            writer.abort()
+            raise
+        return await committed
+
+    def _commits(self) -> GroupCommit[tuple[Upload, dict[str, object]], UploadResult]:
+        """The group commit of this event loop (uploads finishing together share a flush)."""
+        loop = asyncio.get_running_loop()
+        if self._group is None or self._group_loop is not loop:
+            self._group = GroupCommit(self.blobs, self._record_batch)
+            self._group_loop = loop
+        return self._group
+
+    def _record_batch(
+        self, batch: Sequence[tuple[Upload, dict[str, object]]]
+    ) -> list[UploadResult]:
+        with self.catalog.write() as tx:
+            return [self._record_in(tx, upload, media) for upload, media in batch]
 
     def _record(self, upload: Upload, media: dict[str, object] | None) -> UploadResult:
         with self.catalog.write() as tx:
-            result = record_upload(
-                tx,
-                owner_id=upload.owner_id,
-                device=upload.device,
-                rel_path=upload.rel_path,
-                blob_hash=upload.hash,
-                size=upload.size,
-                media=media,
-                mtime_ms=upload.mtime_ms,
-            )
-            if result.created and media is not None and media.get("kind") == "image":
-                enqueue_many(tx, "thumbnail", thumbnail_jobs([result.asset_id]))
+            return self._record_in(tx, upload, media)
+
+    @staticmethod
+    def _record_in(tx: WriteTx, upload: Upload, media: dict[str, object] | None) -> UploadResult:
+        result = record_upload(
+            tx,
+            owner_id=upload.owner_id,
+            device=upload.device,
+            rel_path=upload.rel_path,
+            blob_hash=upload.hash,
+            size=upload.size,
+            media=media,
+            mtime_ms=upload.mtime_ms,
+        )
+        if result.created and media is not None and media.get("kind") == "image":
+            enqueue_many(tx, "thumbnail", thumbnail_jobs([result.asset_id]))
         return result
+
+
+async def _write_all(writer: BlobWriter, chunks: AsyncIterator[bytes]) -> None:
+    """Write (and hash) arriving chunks in a worker thread, ~1 MiB at a time, while the next
+    ones keep arriving: at most one write is in flight, so the file stays in order."""
+    buffer = bytearray()
+    writing: asyncio.Future[None] | None = None
+    try:
+        async for chunk in chunks:
+            buffer += chunk
+            if len(buffer) >= _WRITE_BUFFER:
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(asyncio.to_thread(writer.write, bytes(buffer)))
+                buffer.clear()
+        if writing is not None:
+            await writing
+            writing = None
+        if buffer:
+            await asyncio.to_thread(writer.write, bytes(buffer))
+    finally:
+        if writing is not None:  # failed mid-way: let the write end before the file goes
+            with contextlib.suppress(BaseException):
+                await writing
