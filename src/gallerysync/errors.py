@@ -162,9 +162,12 @@ class RemoteRefusedError(GallerySyncError):
     status = 502
     code = "remote_refused"
 
-    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, http_status: int | None = None, remote_code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.http_status = http_status
+        self.remote_code = remote_code  # the error code of a gallerysync server's JSON reply
 
 
 class MalformedResponseError(GallerySyncError):

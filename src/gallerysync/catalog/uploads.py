@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
 
 from gallerysync.catalog import schema
 from gallerysync.catalog.assets import (
@@ -64,7 +65,7 @@ class UploadResult:
     previous_asset_id: str | None  # the version this upload replaced at the same path
 
 
-def hash_states(conn: Any, owner_id: str, hashes: Sequence[str]) -> dict[str, HashState]:
+def hash_states(conn: Connection, owner_id: str, hashes: Sequence[str]) -> dict[str, HashState]:
     """The owner's assets among `hashes` (other users' assets are never consulted)."""
     a = schema.assets
     found: dict[str, HashState] = {}

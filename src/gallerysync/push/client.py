@@ -19,10 +19,10 @@ the way) sends the file back to be hashed again, a few times at most.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
+import stat
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -34,11 +34,12 @@ import aiohttp
 import orjson
 
 from gallerysync.blobs.hashing import hash_file
+from gallerysync.errors import RemoteError, RemoteRefusedError
 from gallerysync.events.wait import wait_any
 from gallerysync.push.queue import FileState, PushQueue, QueuedFile, QueueStatus
 from gallerysync.sources.folder.media import media_kind_for_name
 from gallerysync.sources.folder.walk import root_state, walk
-from gallerysync.sources.http import backoff_delay
+from gallerysync.sources.http import backoff_delay, status_error
 from gallerysync.watch.names import is_ignored_name
 from gallerysync.watch.watcher import SettleWatcher
 
@@ -49,7 +50,6 @@ CHECK_BATCH = 1000
 HASH_BATCH = 256
 MAX_REHASH = 5  # wrong-hash refusals before a file is failed
 _READ = 1 << 20
-_RETRYABLE = frozenset({408, 429})
 
 
 def queue_path_for(home: Path, root: Path) -> Path:
@@ -74,39 +74,6 @@ class PushOptions:
         """Longest wait between attempts: an offline client still looks once a minute (or
         sooner, when the base is small, as in tests)."""
         return min(60.0, self.retry_base_seconds * 120)
-
-
-class _Transient(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class _Refused(Exception):
-    def __init__(self, message: str, status: int, code: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    with contextlib.suppress(ValueError):
-        return max(0.0, float(value))
-    return None
-
-
-def _classify(status: int, body: bytes, headers: Any, what: str) -> Exception:
-    """The error a non-2xx answer means: retry later, or refused for good."""
-    code, message = "http_error", body[:300].decode("utf-8", "replace").strip()
-    with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
-        error = orjson.loads(body)["error"]
-        code, message = str(error["code"]), str(error["message"])
-    text = f"{what}: HTTP {status}: {message}" if message else f"{what}: HTTP {status}"
-    if status >= 500 or status in _RETRYABLE:
-        return _Transient(text, _retry_after(headers.get("Retry-After")))
-    return _Refused(text, status, code)
 
 
 class PushClient:
@@ -135,9 +102,8 @@ class PushClient:
         """Scan, then pump until `stop`; with `once`, return as soon as nothing is pending
         (only `done` and `failed` files left)."""
         opts = self.options
-        offline = root_state(opts.root)
-        if offline is not None and not opts.root.is_dir():
-            raise FileNotFoundError(offline)
+        if not opts.root.is_dir():
+            raise FileNotFoundError(f"{opts.root} is not a directory")
         self.queue.bind(server=opts.server, dir=str(opts.root), device=opts.device)
         self.queue.recover()
         headers = {"Authorization": f"Bearer {opts.token}"} if opts.token else {}
@@ -223,11 +189,8 @@ class PushClient:
             except FileNotFoundError:
                 gone.append(rel)
                 continue
-            if not os.path.isfile(self.options.root / rel) or os.path.islink(
-                self.options.root / rel
-            ):
-                continue
-            seen.append((rel, st.st_size, st.st_mtime_ns))
+            if stat.S_ISREG(st.st_mode):  # not a directory, not a symlink
+                seen.append((rel, st.st_size, st.st_mtime_ns))
         await asyncio.to_thread(self.queue.observe, seen)
         if gone and root_state(self.options.root) is None:
             await asyncio.to_thread(self.queue.vanish, gone, mirror=self.options.mirror_deletes)
@@ -247,11 +210,13 @@ class PushClient:
         if not todo:
             return
         settle_ns = int(self.options.settle_seconds * 1e9)
-        young = [f for f in todo if time.time_ns() - f.mtime_ns < settle_ns]
+        now_ns = time.time_ns()
+        young = [f for f in todo if now_ns - f.mtime_ns < settle_ns]
+        settled = [f for f in todo if now_ns - f.mtime_ns >= settle_ns]
         if young:  # written moments ago: maybe still being written
             until = max(f.mtime_ns for f in young) / 1e9 + self.options.settle_seconds
             self.queue.defer([f.rel_path for f in young], until)
-        await asyncio.gather(*(self._hash_one(f) for f in todo if f not in young))
+        await asyncio.gather(*(self._hash_one(f) for f in settled))
 
     async def _hash_one(self, f: QueuedFile) -> None:
         path = self.options.root / f.rel_path
@@ -284,11 +249,11 @@ class PushClient:
             answer = await self._request(
                 "POST", "/api/assets/check", "check", json={"items": items}
             )
-        except _Transient as exc:
+        except RemoteError as exc:
             self._offline(str(exc))
             self.queue.retry_later(todo, str(exc), self._delay(exc.retry_after))
             return
-        except _Refused as exc:
+        except RemoteRefusedError as exc:
             for f in todo:
                 self.queue.fail(f.rel_path, str(exc))
             return
@@ -368,15 +333,16 @@ class PushClient:
                 result=answer["status"],
                 bytes_sent=sent,
             )
-        except _Transient as exc:
+        except RemoteError as exc:
             self._offline(str(exc))
             self.queue.add_bytes_sent(f.rel_path, sent)
             self.queue.retry_later(
                 [f], str(exc), self._delay(exc.retry_after), state=FileState.CHECKED
             )
-        except _Refused as exc:
+        except RemoteRefusedError as exc:
             self.queue.add_bytes_sent(f.rel_path, sent)
-            if exc.code in ("blob_integrity", "incomplete_upload") and f.attempts + 1 < MAX_REHASH:
+            damaged = exc.remote_code in ("blob_integrity", "incomplete_upload")
+            if damaged and f.attempts + 1 < MAX_REHASH:
                 # The bytes that arrived are not the ones hashed: hash the file again.
                 self.queue.retry_later([f], str(exc), self._delay(), state=FileState.QUEUED)
             else:
@@ -391,12 +357,12 @@ class PushClient:
         for f in self.queue.due(FileState.DELETING, 100):
             try:
                 await self._request("DELETE", f"/api/assets/{f.asset_id}", "delete")
-            except _Transient as exc:
+            except RemoteError as exc:
                 self._offline(str(exc))
                 self.queue.retry_later([f], str(exc), self._delay(exc.retry_after))
                 continue
-            except _Refused as exc:
-                if exc.status != 404:  # already gone is what we wanted
+            except RemoteRefusedError as exc:
+                if exc.http_status != 404:  # already gone is what we wanted
                     self.queue.fail(f.rel_path, str(exc))
                     continue
             self.queue.forget(f.rel_path)
@@ -410,14 +376,14 @@ class PushClient:
             async with self._session.request(method, url, **kwargs) as response:
                 body = await response.read()
                 if response.status >= 300:
-                    raise _classify(response.status, body, response.headers, what)
+                    raise status_error(response, body, what)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             detail = str(exc) or type(exc).__name__
-            raise _Transient(f"{what}: server unreachable ({detail})") from exc
+            raise RemoteError(f"{what}: server unreachable ({detail})") from exc
         try:
             return orjson.loads(body) if body else {}
         except orjson.JSONDecodeError as exc:
-            raise _Transient(f"{what}: the server's reply is not JSON") from exc
+            raise RemoteError(f"{what}: the server's reply is not JSON") from exc
 
     def _delay(self, retry_after: float | None = None) -> Callable[[int], float]:
         opts = self.options

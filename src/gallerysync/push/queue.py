@@ -15,7 +15,7 @@ import enum
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,7 +304,7 @@ class PushQueue:
         self,
         files: Iterable[QueuedFile],
         error: str,
-        delay_for: Any,
+        delay_for: Callable[[int], float],
         *,
         state: FileState | None = None,
     ) -> None:
@@ -322,7 +322,7 @@ class PushQueue:
                     (
                         state or f.state,
                         attempts,
-                        now + float(delay_for(attempts)),
+                        now + delay_for(attempts),
                         error,
                         now,
                         f.rel_path,

@@ -29,6 +29,8 @@ __all__ = [
     "get_json",
     "new_session",
     "open_stream",
+    "status_error",
+    "transport_error",
     "with_retries",
 ]
 
@@ -65,18 +67,32 @@ async def _raise_for_status(response: aiohttp.ClientResponse, what: str) -> None
     if response.status < 400:
         return
     try:
-        text = (await response.text(errors="replace"))[:MAX_ERROR_TEXT].strip()
+        body = await response.read()
     except (TimeoutError, aiohttp.ClientError):
-        text = ""
+        body = b""
+    raise status_error(response, body, what)
+
+
+def status_error(
+    response: aiohttp.ClientResponse, body: bytes, what: str
+) -> RemoteError | RemoteRefusedError:
+    """The error an HTTP error reply means: retry later (5xx, 408, 429 with its Retry-After)
+    or refused. A gallerysync server's JSON error contributes its message and code."""
+    text = body[:MAX_ERROR_TEXT].decode("utf-8", "replace").strip()
+    code: str | None = None
+    with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
+        error = orjson.loads(body)["error"]
+        code, text = str(error["code"]), str(error["message"])
     message = f"{what}: HTTP {response.status} {response.reason or ''}".rstrip()
     if text:
         message += f" — {text}"
     if response.status >= 500 or response.status in RETRYABLE_STATUS:
-        raise RemoteError(message, retry_after=_retry_after(response.headers.get("Retry-After")))
-    raise RemoteRefusedError(message, http_status=response.status)
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        return RemoteError(message, retry_after=retry_after)
+    return RemoteRefusedError(message, http_status=response.status, remote_code=code)
 
 
-def _transport_error(what: str, exc: BaseException) -> RemoteError:
+def transport_error(what: str, exc: BaseException) -> RemoteError:
     detail = str(exc) or type(exc).__name__
     return RemoteError(f"{what}: {type(exc).__name__}: {detail}")
 
@@ -95,7 +111,7 @@ async def get_json(
             await _raise_for_status(response, what)
             body = await response.read()
     except (TimeoutError, aiohttp.ClientError) as exc:
-        raise _transport_error(what, exc) from exc
+        raise transport_error(what, exc) from exc
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -123,7 +139,7 @@ class HttpByteStream:
             of = f" of {self.size} announced" if self.size is not None else ""
             raise RemoteError(f"{self._what}: truncated, {received}{of} bytes ({exc})") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(f"{self._what} (after {received} bytes)", exc) from exc
+            raise transport_error(f"{self._what} (after {received} bytes)", exc) from exc
         if self.size is not None and received != self.size:
             raise RemoteError(f"{self._what}: truncated, {received} of {self.size} announced bytes")
 
@@ -144,7 +160,7 @@ async def open_stream(
             await _raise_for_status(response, what)
             yield HttpByteStream(response, what)
     except (TimeoutError, aiohttp.ClientError) as exc:
-        raise _transport_error(what, exc) from exc
+        raise transport_error(what, exc) from exc
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, retry_after: float | None) -> float:
