@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ENTITY_KINDS",
     "Asset",
     "AssetStatus",
     "Job",
     "JobStatus",
     "Origin",
     "OriginStatus",
+    "RemoteEntity",
     "RemoteItem",
     "ScanCounts",
     "Source",
@@ -206,5 +208,32 @@ class RemoteItem:
     size: int | None = None
     content_hash: str | None = None
     content_may_change: bool = False  # a new version may carry new bytes: revalidate them
+    # Changes exactly when the bytes change (Stash: the file's md5): a new one re-fetches bytes
+    # we hold, while metadata-only versions (a new tag) leave them alone.
+    content_version: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # searchable (prompt, workflow…)
     deleted: bool = False  # a tombstone (sources with `tombstones`)
+    # The source's keys of the entities this item links to itself (its collections, tags,
+    # people, studio, groups), with a position where the source orders a collection.
+    links: tuple[str, ...] = ()
+    positions: dict[str, int] = field(default_factory=dict)
+
+
+ENTITY_KINDS = ("tag", "person", "studio", "collection", "group")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteEntity:
+    """An organising entity as the source describes it: a tag, person, studio, collection
+    (gallery/album) or group. `remote_id` is the source's typed key (`"gallery:12"`) — the
+    same key items and other entities use in their `links`. `fields` are its own scalar
+    values; the ones a collection hands down to its members are `date`, `photographer` and
+    `details` (catalog/organise.py)."""
+
+    remote_id: str
+    kind: str  # one of ENTITY_KINDS
+    name: str
+    version: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    links: tuple[str, ...] = ()
+    deleted: bool = False

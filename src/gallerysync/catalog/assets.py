@@ -407,6 +407,7 @@ def find_asset_ids(
     text: str | None = None,
     created_from: int | None = None,
     created_to: int | None = None,
+    entity_ids: Sequence[str] = (),
     before: tuple[int, str] | None = None,
     limit: int = 100,
 ) -> list[tuple[int, str]]:
@@ -414,7 +415,8 @@ def find_asset_ids(
 
     `status`: present | missing | trashed (trashed assets appear only when asked for);
     `text` matches file paths, formats and source metadata such as a ComfyUI prompt (LIKE,
-    with wildcards escaped).
+    with wildcards escaped); `entity_ids`: linked to every one of these tags, people, studios
+    or collections, directly or inherited from a collection (catalog/organise.py).
     """
     a, o = schema.assets, schema.origins
     query = (
@@ -448,6 +450,14 @@ def find_asset_ids(
                 )
                 .exists(),
             )
+        )
+    oe = schema.origin_entities
+    for entity_id in entity_ids:
+        query = query.where(
+            select(oe.c.origin_id)
+            .join(o, o.c.id == oe.c.origin_id)
+            .where(o.c.asset_id == a.c.id, oe.c.entity_id == entity_id)
+            .exists()
         )
     if created_from is not None:
         query = query.where(a.c.created_at >= created_from)

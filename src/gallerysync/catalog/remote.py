@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -28,8 +28,9 @@ from gallerysync.catalog.assets import (
     lock_owner_assets,
     refresh_asset_status,
 )
-from gallerysync.catalog.db import WriteTx
+from gallerysync.catalog.db import WriteTx, like_escape
 from gallerysync.catalog.jobs import enqueue_many
+from gallerysync.catalog.organise import CountTracker, settle_origins, sweep_entities, write_links
 from gallerysync.domain import AssetStatus, OriginStatus, RemoteItem, Source, new_id, now_ms
 from gallerysync.errors import NotFoundError
 
@@ -38,12 +39,14 @@ __all__ = [
     "AppliedPage",
     "PassState",
     "RemoteOrigin",
+    "add_pending",
     "apply_items",
     "download_job_key",
     "fetch_counts",
     "fetch_status_for",
     "get_remote_origin",
     "get_remote_origins",
+    "held_count",
     "load_pass_state",
     "mark_fetch_failed",
     "mark_not_modified",
@@ -108,6 +111,7 @@ def _existing(conn: Connection, source_id: str, remote_ids: Sequence[str]) -> di
                 o.c.remote_version,
                 o.c.fetch_status,
                 o.c.version,
+                o.c.meta,
                 a.c.hash,
             )
             .join(a, a.c.id == o.c.asset_id)
@@ -126,11 +130,14 @@ def apply_items(
     policy: str,
     seen_at: int | None,
     name_media: NameMedia,
+    organise: bool = False,
 ) -> AppliedPage:
     """Upsert one page of items; idempotent (re-applying a page changes nothing).
 
     `seen_at` (full passes of sources that list everything) stamps every listed origin, so the
-    sweep afterwards can tombstone the ones not stamped.
+    sweep afterwards can tombstone the ones not stamped. `organise`: the source links items to
+    organising entities — store each changed item's links and settle its derived state
+    (catalog/organise.py) in this same transaction.
     """
     counts = AppliedPage()
     owner, sid = source.owner_id, source.id
@@ -140,6 +147,10 @@ def apply_items(
         by_id.pop(item.remote_id, None)
         by_id[item.remote_id] = item
     existing = _existing(tx.conn, sid, list(by_id))
+    tracker = CountTracker(tx) if organise else None
+    if tracker is not None:
+        tracker.watch(row.asset_id for row in existing.values())
+    link_sets: dict[str, tuple[Sequence[str], dict[str, int]]] = {}
     hashes = [i.content_hash for i in by_id.values() if i.content_hash]
     with_bytes = assets_by_hashes(tx.conn, owner, hashes) if hashes else {}
     now = now_ms()
@@ -163,6 +174,8 @@ def apply_items(
         stored_meta = {**item.meta, "created_at": item.created_at}
         if item.content_hash:
             stored_meta["content_hash"] = item.content_hash
+        if item.content_version:
+            stored_meta["content_version"] = item.content_version
         meta = orjson.dumps(stored_meta, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
         if row is None:
             if known is not None:
@@ -172,9 +185,11 @@ def apply_items(
             else:
                 asset_id, fetch = new_id(), fetch_new
                 new_assets.append(_placeholder(asset_id, owner, item, name_media, now))
+            origin_id = new_id()
+            link_sets[item.remote_id] = (item.links, item.positions)
             new_origins.append(
                 {
-                    "id": new_id(),
+                    "id": origin_id,
                     "source_id": sid,
                     "remote_id": item.remote_id,
                     "asset_id": asset_id,
@@ -213,10 +228,17 @@ def apply_items(
             else:
                 values.update(asset_id=new_id(), fetch_status=fetch_new)
                 new_assets.append(_placeholder(values["asset_id"], owner, item, name_media, now))
-        elif item.content_may_change and row.fetch_status == "done":
+        elif row.fetch_status == "done" and (
+            item.content_may_change
+            or (
+                item.content_version is not None
+                and json.loads(row.meta).get("content_version") != item.content_version
+            )
+        ):
             values["fetch_status"] = fetch_new if fetch_new != "off" else "done"
         counts.to_download += values["fetch_status"] == "pending"
         touched.update((row.asset_id, values["asset_id"]))
+        link_sets[item.remote_id] = (item.links, item.positions)
         updates.append(values)
         counts.updated += 1
 
@@ -246,6 +268,11 @@ def apply_items(
             update(o).where(o.c.id.in_(seen[start : start + _CHUNK])).values(last_seen_at=seen_at)
         )
     refresh_asset_status(tx, touched - {a["id"] for a in new_assets})
+    if tracker is not None:
+        write_links(tx, sid, link_sets)
+        settle = [o["id"] for o in new_origins] + [u["b_id"] for u in updates]
+        settle_origins(tx, settle, tracker)
+        tracker.apply()
     if counts.to_download:
         enqueue_many(tx, "download", [({"source_id": sid}, download_job_key(sid))])
     return counts
@@ -283,6 +310,7 @@ def _mark_missing(tx: WriteTx, origin_ids: Sequence[str]) -> None:
 class SweepResult:
     swept: int
     skipped_reason: str | None
+    deleted_keys: set[str] = field(default_factory=set)
 
 
 def sweep_unseen(
@@ -293,17 +321,36 @@ def sweep_unseen(
     keep_ids: set[str] | None = None,
     max_fraction: float,
     force: bool,
+    entity_type: str | None = None,
 ) -> SweepResult:
     """Tombstone (mark missing) the origins a complete listing no longer has: those not
     stamped since `seen_since` (mark-and-sweep), or whose remote id is not in `keep_ids`
     (id-set difference). Guards: never when the listing was empty while we hold items, never
-    more than `max_fraction` of them without `force`; a skipped sweep says why."""
-    o = schema.origins
-    rows = tx.conn.execute(
-        select(o.c.id, o.c.remote_id, o.c.asset_id, o.c.last_seen_at).where(
-            o.c.source_id == source.id, o.c.status == OriginStatus.PRESENT.value
+    more than `max_fraction` of them without `force`; a skipped sweep says why.
+
+    `entity_type`: the source has typed keys (`"tag:7"`); sweep only that type's origins and
+    entities. Entities are deleted (and what linked to them settled); their keys are returned
+    in `deleted_keys` so later types can re-check what linked to them."""
+    o, e = schema.origins, schema.entities
+    query = select(o.c.id, o.c.remote_id, o.c.asset_id, o.c.last_seen_at).where(
+        o.c.source_id == source.id, o.c.status == OriginStatus.PRESENT.value
+    )
+    entity_rows: list[Any] = []
+    if entity_type is not None:
+        prefix = like_escape(entity_type + ":") + "%"
+        query = query.where(o.c.remote_id.like(prefix, escape="\\"))
+        entity_rows = list(
+            tx.conn.execute(
+                select(
+                    e.c.id,
+                    e.c.remote_id,
+                    e.c.id.label("asset_id"),
+                    e.c.last_seen_at,
+                ).where(e.c.source_id == source.id, e.c.remote_id.like(prefix, escape="\\"))
+            )
         )
-    ).all()
+    rows = [*tx.conn.execute(query).all(), *entity_rows]
+    entity_ids = {r.id for r in entity_rows}
     if not rows:
         return SweepResult(0, None)
     if keep_ids is not None:
@@ -328,9 +375,18 @@ def sweep_unseen(
             f"sweep skipped: it would remove {len(doomed)} of {len(rows)} items "
             f"({fraction:.0%} > {max_fraction:.0%}); run a full sync with --force to allow it",
         )
-    _mark_missing(tx, [r.id for r in doomed])
-    refresh_asset_status(tx, {r.asset_id for r in doomed})
-    return SweepResult(len(doomed), None)
+    doomed_entities = {r.remote_id for r in doomed if r.id in entity_ids}
+    doomed_origins = [r for r in doomed if r.id not in entity_ids]
+    deleted_keys: set[str] = set()
+    if doomed_entities:
+        deleted_keys = sweep_entities(tx, source, doomed_entities).keys
+    if doomed_origins:
+        tracker = CountTracker(tx)
+        tracker.watch(r.asset_id for r in doomed_origins)
+        _mark_missing(tx, [r.id for r in doomed_origins])
+        refresh_asset_status(tx, {r.asset_id for r in doomed_origins})
+        tracker.apply()
+    return SweepResult(len(doomed), None, deleted_keys)
 
 
 # --- engine state per (source, entity type) -------------------------------------------------
@@ -344,6 +400,9 @@ class PassState:
     watermark: str | None = None
     open_pass: dict[str, Any] | None = None
     last_sync_at: int | None = None
+    # Keys of entities of earlier types that changed or went away since this type was last
+    # synced: what links to them must be re-checked (`pending` survives a killed sync).
+    pending: list[str] = field(default_factory=list)
 
 
 def load_pass_state(conn: Connection, source_id: str, entity_type: str) -> PassState:
@@ -359,7 +418,43 @@ def load_pass_state(conn: Connection, source_id: str, entity_type: str) -> PassS
         data = json.loads(row.cursor)
     except ValueError:
         return PassState(last_sync_at=row.last_sync_at)
-    return PassState(data.get("watermark"), data.get("open_pass"), row.last_sync_at)
+    pending = [str(k) for k in data.get("pending") or []]
+    return PassState(data.get("watermark"), data.get("open_pass"), row.last_sync_at, pending)
+
+
+def add_pending(
+    tx: WriteTx, source_id: str, entity_types: Sequence[str], keys: Iterable[str]
+) -> None:
+    """Note, for each of these (later) types, entity keys whose dependants must be re-checked."""
+    wanted = set(keys)
+    if not wanted:
+        return
+    for entity_type in entity_types:
+        state = load_pass_state(tx.conn, source_id, entity_type)
+        merged = sorted(set(state.pending) | wanted)
+        if merged != state.pending:
+            state.pending = merged
+            save_pass_state(tx, source_id, entity_type, state, finished=False)
+
+
+def held_count(conn: Connection, source_id: str, entity_type: str) -> int:
+    """How many items of this type (typed keys) we hold as present: what the source's total
+    must equal when nothing was deleted."""
+    o, e = schema.origins, schema.entities
+    prefix = like_escape(entity_type + ":") + "%"
+    origins = conn.execute(
+        select(func.count()).where(
+            o.c.source_id == source_id,
+            o.c.status == OriginStatus.PRESENT.value,
+            o.c.remote_id.like(prefix, escape="\\"),
+        )
+    ).scalar_one()
+    entities = conn.execute(
+        select(func.count()).where(
+            e.c.source_id == source_id, e.c.remote_id.like(prefix, escape="\\")
+        )
+    ).scalar_one()
+    return int(origins) + int(entities)
 
 
 def save_pass_state(
@@ -368,7 +463,9 @@ def save_pass_state(
     t = schema.sync_state
     now = now_ms()
     values: dict[str, Any] = {
-        "cursor": json.dumps({"watermark": state.watermark, "open_pass": state.open_pass}),
+        "cursor": json.dumps(
+            {"watermark": state.watermark, "open_pass": state.open_pass, "pending": state.pending}
+        ),
         "updated_at": now,
     }
     if finished:

@@ -24,10 +24,13 @@ __all__ = [
     "assets",
     "blobs",
     "changes",
+    "entities",
     "feed_head",
     "instance",
     "jobs",
+    "links",
     "metadata",
+    "origin_entities",
     "origins",
     "scan_cache",
     "sessions",
@@ -150,9 +153,60 @@ origins = Table(
     Column("fetch_status", String(16)),  # pending | done | failed | off: phase 2 state
     Column("fetch_error", Text),  # why the last download failed, for the user
     Column("etag", String(200)),  # validator of the bytes we hold (If-None-Match)
+    # Values inherited from the origin's collections (JSON: date, photographer, details and
+    # where each came from), kept apart from its own values in `meta`: see catalog/organise.py.
+    Column("inherited", Text),
     UniqueConstraint("source_id", "remote_id"),
     Index(None, "asset_id"),
     Index(None, "source_id", "fetch_status"),
+)
+
+entities = Table(
+    "entities",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("owner_id", String(36), ForeignKey("users.id"), nullable=False),
+    Column("source_id", String(36), ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),  # tag | person | studio | collection | group
+    Column("remote_id", Text, nullable=False),  # the source's typed key, e.g. "tag:7"
+    Column("name", Text, nullable=False),
+    Column("fields", Text, nullable=False, default="{}"),  # JSON: date, details, photographer…
+    Column("remote_version", Text),
+    Column("version", Integer, nullable=False, default=1),
+    Column("asset_count", Integer, nullable=False, default=0),  # incl. inherited links
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("last_seen_at", BigInteger, nullable=False),
+    UniqueConstraint("source_id", "remote_id"),
+    Index(None, "owner_id", "kind", "name"),
+)
+
+# What a source says links to what, by the source's own keys (an image to its galleries, tags,
+# performers and studio; a gallery to its studio, tags and performers). Keys, not our ids: a
+# link may name an entity we have not listed yet, and it resolves once we have.
+links = Table(
+    "links",
+    metadata,
+    Column("source_id", String(36), ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("subject", Text, primary_key=True),
+    Column("target", Text, primary_key=True),
+    Column("position", Integer),  # order within a collection, where the source has one
+    Index(None, "source_id", "target"),
+)
+
+# Derived: an origin's resolved links to entities, its own ones and those inherited from its
+# collections (`via`: the collection it came from). Rebuilt by catalog/organise.py whenever an
+# input changes; filters and counts read it.
+origin_entities = Table(
+    "origin_entities",
+    metadata,
+    Column("origin_id", String(36), ForeignKey("origins.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "entity_id", String(36), ForeignKey("entities.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("inherited", Integer, nullable=False),  # 0 own, 1 inherited only
+    Column("via", String(36)),
+    Index(None, "entity_id"),
 )
 
 blobs = Table(

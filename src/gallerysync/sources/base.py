@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from gallerysync.domain import RemoteItem
+from gallerysync.domain import RemoteEntity, RemoteItem
 
 __all__ = [
     "ByteStream",
@@ -27,11 +27,15 @@ __all__ = [
     "ItemRef",
     "ListMode",
     "Page",
+    "RemoteEntity",
     "RemoteItem",
     "RemoteSource",
     "SupportsChangeCount",
+    "SupportsFetchByIds",
     "SupportsIdListing",
+    "SupportsLinkedListing",
     "SupportsLiveHints",
+    "SupportsTotals",
     "SupportsUrlRefresh",
     "capabilities_of",
 ]
@@ -44,7 +48,7 @@ class ListMode(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    items: list[RemoteItem]
+    items: list[RemoteItem] | list[RemoteEntity]  # one entity type per page
     cursor: str | None  # pass back to continue; with `done`, the watermark for next time
     done: bool  # nothing follows in this pass
     refused: tuple[str, ...] = ()  # listed but not taken (an unsafe name): why, for the run
@@ -116,6 +120,33 @@ class SupportsLiveHints(Protocol):
 
 
 @runtime_checkable
+class SupportsTotals(Protocol):
+    async def total(self, entity_type: str) -> int:
+        """How many items of this type the source has now. For sources with typed keys
+        (`"image:12"`): equal to what we hold after an incremental pass means nothing was
+        deleted, so neither smart sync nor the id-set sweep has to list anything."""
+        ...
+
+
+@runtime_checkable
+class SupportsFetchByIds(Protocol):
+    async def fetch_items(
+        self, entity_type: str, remote_ids: list[str]
+    ) -> list[RemoteItem] | list[RemoteEntity]:
+        """These items as the source has them now; an id left out no longer exists."""
+        ...
+
+
+@runtime_checkable
+class SupportsLinkedListing(Protocol):
+    async def list_linked(self, entity_type: str, targets: list[str], cursor: str | None) -> Page:
+        """Items of `entity_type` that link to any of these keys now, a page at a time — for
+        links that change without the item's own version moving (Stash: a gallery's images).
+        Keys the source cannot query by are ignored."""
+        ...
+
+
+@runtime_checkable
 class SupportsUrlRefresh(Protocol):
     async def refresh_ref(self, ref: ItemRef) -> ItemRef:
         """A fresh reference for an item whose download URL expired."""
@@ -130,6 +161,10 @@ class Capabilities:
     live_hints: bool
     url_refresh: bool
     complete_listing: bool
+    totals: bool = False
+    fetch_by_ids: bool = False
+    linked_listing: bool = False
+    organises: bool = False  # typed keys; items link to organising entities
 
     def as_dict(self) -> dict[str, bool]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -144,4 +179,8 @@ def capabilities_of(source: RemoteSource) -> Capabilities:
         live_hints=isinstance(source, SupportsLiveHints),
         url_refresh=isinstance(source, SupportsUrlRefresh),
         complete_listing=bool(type(source).complete_listing),
+        totals=isinstance(source, SupportsTotals),
+        fetch_by_ids=isinstance(source, SupportsFetchByIds),
+        linked_listing=isinstance(source, SupportsLinkedListing),
+        organises=bool(getattr(type(source), "organises", False)),
     )

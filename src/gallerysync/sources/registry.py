@@ -34,6 +34,7 @@ DOWNLOAD_POLICIES = ("auto", "on-demand", "off")
 _BUILT_IN = {
     "comfyui": "gallerysync.sources.comfyui:KIND",
     "peer": "gallerysync.sources.peer:KIND",
+    "stash": "gallerysync.sources.stash:KIND",
 }
 
 

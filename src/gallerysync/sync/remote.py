@@ -27,16 +27,19 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from gallerysync.catalog import Catalog
+from gallerysync.catalog.organise import apply_entities, subjects_linking
 from gallerysync.catalog.remote import (
     PassState,
+    add_pending,
     apply_items,
+    held_count,
     load_pass_state,
     save_pass_state,
     sweep_unseen,
 )
 from gallerysync.catalog.runs import finish_run, record_progress, start_run
 from gallerysync.catalog.sources import create_source, list_sources, set_source_status
-from gallerysync.domain import Source, SourceStatus, new_id, now_ms
+from gallerysync.domain import RemoteEntity, RemoteItem, Source, SourceStatus, new_id, now_ms
 from gallerysync.errors import (
     ConflictError,
     GallerySyncError,
@@ -50,7 +53,10 @@ from gallerysync.sources.base import (
     Page,
     RemoteSource,
     SupportsChangeCount,
+    SupportsFetchByIds,
     SupportsIdListing,
+    SupportsLinkedListing,
+    SupportsTotals,
     capabilities_of,
 )
 from gallerysync.sources.folder.media import guess_media
@@ -105,6 +111,7 @@ _COUNT_KEYS = (
     "to_download",
     "page_retries",
     "resets",
+    "rechecked",
 )
 
 
@@ -144,6 +151,8 @@ class RemoteSync:
         self._connector = connector
         self.policy = str(source.options.get("download", "auto"))
         self.report = RemoteReport(source.name, mode)
+        self._types: tuple[str, ...] = ()
+        self._typed = False  # the source's keys are typed ("tag:7") and link to entities
 
     async def run(self) -> RemoteReport:
         started = time.perf_counter()
@@ -200,6 +209,8 @@ class RemoteSync:
 
     async def _run_with(self, connector: RemoteSource) -> None:
         caps = capabilities_of(connector)
+        self._types = tuple(connector.entity_types)
+        self._typed = caps.organises
         for entity_type in connector.entity_types:
             if self.cancel.is_set():
                 self.report.status = "partial"
@@ -236,8 +247,12 @@ class RemoteSync:
         ):
             assert isinstance(connector, SupportsChangeCount)
             count = await self._retrying(lambda: connector.change_count(etype, state.watermark))
+            if count == 0 and not await self._totals_agree(connector, caps, etype):
+                count = None  # something went away: list, then sweep by id set
             if count == 0:
                 self.report.skipped_types.append(etype)
+                await self._recheck_dependants(connector, caps, etype, state.pending)
+                state.pending = []
                 await asyncio.to_thread(self._save_state, etype, state, True)
                 return
         list_mode = ListMode.FULL if want_full else ListMode.INCREMENTAL
@@ -262,13 +277,14 @@ class RemoteSync:
                 "since": since,
             }
             next_state = PassState(
-                state.watermark, None if page.done else open_next, state.last_sync_at
+                state.watermark, None if page.done else open_next, state.last_sync_at, state.pending
             )
             if page.done:  # kept open until the sweep below has run: a kill re-runs the sweep
                 next_state.open_pass = open_next | {"sweep_pending": True}
             await asyncio.to_thread(
-                self._apply, etype, page, next_state, pass_started if sweep_by_seen else None
+                self._apply, etype, page.items, next_state, pass_started if sweep_by_seen else None
             )
+            self.report.bump(pages=1)
             pages += 1
             items += len(page.items)
             if self.progress is not None:
@@ -281,8 +297,61 @@ class RemoteSync:
                 return
             cursor = page.cursor
         await self._sweep(connector, caps, etype, list_mode, pass_started)
+        if list_mode != ListMode.FULL:  # a full pass listed every dependant anyway
+            await self._recheck_dependants(connector, caps, etype, state.pending)
         final = PassState(page.cursor, None, state.last_sync_at)
         await asyncio.to_thread(self._save_state, etype, final, True)
+
+    async def _totals_agree(self, connector: RemoteSource, caps: Capabilities, etype: str) -> bool:
+        """The source has as many items of this type as we hold (sources with typed keys and
+        totals): after an incremental pass that means nothing was deleted. True when the
+        source cannot tell."""
+        if not (caps.totals and caps.organises):
+            return True
+        assert isinstance(connector, SupportsTotals)
+        total = await self._retrying(lambda: connector.total(etype))
+
+        def held() -> int:
+            with self.catalog.read() as conn:
+                return held_count(conn, self.source.id, etype)
+
+        return total == await asyncio.to_thread(held)
+
+    async def _recheck_dependants(
+        self, connector: RemoteSource, caps: Capabilities, etype: str, pending: list[str]
+    ) -> None:
+        """Re-fetch the items of this type whose links may have changed without their own
+        version moving, because entities of earlier types (`pending`) changed or went away:
+        what links to them at the source now (`list_linked`) and what linked to them here.
+        Applied like any page, so post-processing is the same as in every other path."""
+        if not pending or not caps.fetch_by_ids:
+            return
+        assert isinstance(connector, SupportsFetchByIds)
+        done: set[str] = set()
+        if caps.linked_listing:
+            assert isinstance(connector, SupportsLinkedListing)
+            cursor: str | None = None
+            while True:
+                page = await self._retrying(
+                    lambda: connector.list_linked(etype, pending, cursor)  # noqa: B023
+                )
+                await asyncio.to_thread(self._apply, etype, page.items, None, None)
+                done.update(item.remote_id for item in page.items)
+                if page.done:
+                    break
+                cursor = page.cursor
+
+        def ours() -> list[str]:
+            with self.catalog.read() as conn:
+                found = subjects_linking(conn, self.source.id, pending)
+            return sorted(k for k in found if k.startswith(etype + ":") and k not in done)
+
+        mine = await asyncio.to_thread(ours)
+        for start in range(0, len(mine), 200):
+            chunk = mine[start : start + 200]
+            items = await self._retrying(lambda: connector.fetch_items(etype, chunk))  # noqa: B023
+            await asyncio.to_thread(self._apply, etype, items, None, None)
+        self.report.bump(rechecked=len(done) + len(mine))
 
     async def _next_page(
         self,
@@ -320,6 +389,8 @@ class RemoteSync:
         if mode == ListMode.FULL and caps.complete_listing:
             pass
         elif caps.id_listing:
+            if caps.totals and caps.organises and await self._totals_agree(connector, caps, etype):
+                return  # as many as we hold, and every change was listed: nothing went
             assert isinstance(connector, SupportsIdListing)
             keep = {remote_id async for remote_id in connector.list_ids(etype)}
         else:
@@ -334,7 +405,9 @@ class RemoteSync:
                     keep_ids=keep,
                     max_fraction=self.sweep_max_fraction,
                     force=self.force,
+                    entity_type=etype if self._typed else None,
                 )
+                add_pending(tx, self.source.id, self._later(etype), result.deleted_keys)
             self.report.bump(deleted=result.swept)
             if result.skipped_reason:
                 self.report.errors.append(f"{etype}: {result.skipped_reason}")
@@ -351,29 +424,60 @@ class RemoteSync:
         with self.catalog.write() as tx:
             save_pass_state(tx, self.source.id, etype, state, finished=finished)
 
-    def _apply(self, etype: str, page: Page, state: PassState, seen_at: int | None) -> None:
+    def _later(self, etype: str) -> tuple[str, ...]:
+        return self._types[self._types.index(etype) + 1 :] if etype in self._types else ()
+
+    def _apply(
+        self,
+        etype: str,
+        items: list[RemoteItem] | list[RemoteEntity],
+        state: PassState | None,
+        seen_at: int | None,
+    ) -> None:
+        """One page (or re-checked batch) in one transaction, with the cursor after it."""
+        entities = [i for i in items if isinstance(i, RemoteEntity)]
+        assets = [i for i in items if isinstance(i, RemoteItem)]
         with self.catalog.write() as tx:
-            applied = apply_items(
-                tx,
-                self.source,
-                page.items,
-                policy=self.policy,
-                seen_at=seen_at,
-                name_media=guess_media,
-            )
-            save_pass_state(tx, self.source.id, etype, state, finished=False)
-            listed = self.report.counts.get("listed", 0) + len(page.items)
+            merged = to_download = 0
+            if entities:
+                done = apply_entities(tx, self.source, entities, seen_at=seen_at)
+                add_pending(tx, self.source.id, self._later(etype), done.changed_keys)
+                added, updated, unchanged, deleted = (
+                    done.added,
+                    done.updated,
+                    done.unchanged,
+                    done.deleted,
+                )
+            else:
+                applied = apply_items(
+                    tx,
+                    self.source,
+                    assets,
+                    policy=self.policy,
+                    seen_at=seen_at,
+                    name_media=guess_media,
+                    organise=self._typed,
+                )
+                added, updated, unchanged, deleted = (
+                    applied.added,
+                    applied.updated,
+                    applied.unchanged,
+                    applied.deleted,
+                )
+                merged, to_download = applied.merged, applied.to_download
+            if state is not None:
+                save_pass_state(tx, self.source.id, etype, state, finished=False)
+            listed = self.report.counts.get("listed", 0) + len(items)
             assert self.report.run_id is not None
             record_progress(tx, self.source, self.report.run_id, listed, 0)
         self.report.bump(
-            pages=1,
-            listed=len(page.items),
-            added=applied.added,
-            updated=applied.updated,
-            unchanged=applied.unchanged,
-            deleted=applied.deleted,
-            merged=applied.merged,
-            to_download=applied.to_download,
+            listed=len(items),
+            added=added,
+            updated=updated,
+            unchanged=unchanged,
+            deleted=deleted,
+            merged=merged,
+            to_download=to_download,
         )
 
 

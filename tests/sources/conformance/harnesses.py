@@ -95,7 +95,25 @@ def peer_harness(tmp_path: Path) -> Iterator[Harness]:
         server.stop()
 
 
+@contextlib.contextmanager
+def stash_harness(tmp_path: Path) -> Iterator[Harness]:
+    from gallerysync.sources.stash import KIND
+    from tests.doubles.stash import StashDouble
+
+    with StashDouble() as stash:
+        ids = [stash.create("image", title=f"s{i}") for i in range(23)]
+        expected = {f"image:{i}": hash_bytes(stash.rows["image"][i].data) for i in ids}
+        yield Harness(
+            options=KIND.make_options(stash.url, {"api_key": stash.api_key}),
+            expected=expected,
+            validators=False,  # Go's http.ServeContent sends Last-Modified, no ETag
+            break_next_listing=lambda: stash.faults.append(("malformed", None)),
+            add_item=lambda: stash.create("image", title="extra"),
+        )
+
+
 HARNESSES: dict[str, Callable[[Path], contextlib.AbstractContextManager[Harness]]] = {
     "comfyui": comfyui_harness,
     "peer": peer_harness,
+    "stash": stash_harness,
 }

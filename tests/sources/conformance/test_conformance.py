@@ -65,7 +65,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 def test_every_registered_kind_has_a_harness() -> None:
     assert set(kinds()) <= set(HARNESSES), "add a harness in tests/sources/conformance"
-    assert {"comfyui", "peer"} <= set(kinds())  # found through the entry points
+    assert {"comfyui", "peer", "stash"} <= set(kinds())  # found through the entry points
 
 
 def test_conformance(kind: str, tmp_path: Path) -> None:
