@@ -125,9 +125,9 @@ def _main(
 @source_app.command("add")
 def source_add(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="Source kind: folder, comfyui, peer.")],
+    kind: Annotated[str, typer.Argument(help="Source kind: folder, comfyui, peer, stash.")],
     target: Annotated[
-        str, typer.Argument(help="folder: the directory; comfyui/peer: the server's URL.")
+        str, typer.Argument(help="folder: the directory; comfyui/peer/stash: the server's URL.")
     ],
     name: Annotated[
         str | None, typer.Option("--name", help="Name (default: folder name or host).")
@@ -151,6 +151,14 @@ def source_add(
     token: Annotated[
         str | None, typer.Option("--token", help="peer: an API token of the other instance.")
     ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="STASH_API_KEY",
+            help="stash: the API key (Stash: Settings → Security → API Key).",
+        ),
+    ] = None,
     option: Annotated[
         list[str] | None,
         typer.Option("--option", help="KEY=VALUE for a plug-in source kind (repeatable)."),
@@ -158,8 +166,8 @@ def source_add(
     as_json: JsonFlag = False,
 ) -> None:
     """Add a source. `source add folder PATH` writes an SD_ID file into the folder;
-    `source add comfyui URL` and `source add peer URL --token T` add remote servers (nothing
-    is fetched until `sync` or `serve`)."""
+    `source add comfyui URL`, `source add peer URL --token T` and `source add stash URL
+    --api-key KEY` add remote servers (nothing is fetched until `sync` or `serve`)."""
     runtime = _runtime(ctx)
     try:
         owner_id = None
@@ -176,6 +184,8 @@ def source_add(
                 extra["include_temp"] = True
             if token is not None:
                 extra["token"] = token
+            if api_key is not None:
+                extra["api_key"] = api_key
             for pair in option or []:
                 key, eq, value = pair.partition("=")
                 if not eq or not key:

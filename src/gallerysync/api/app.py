@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gallerysync import __version__
-from gallerysync.api import assets, auth, feed, sources, uploads
+from gallerysync.api import assets, auth, entities, feed, sources, uploads
 from gallerysync.api.context import (
     ApiContext,
     OrjsonBytes,
@@ -191,5 +191,6 @@ def create_app(
     app.include_router(uploads.router)
     app.include_router(assets.router)
     app.include_router(sources.router)
+    app.include_router(entities.router)
     app.mount("/", StaticFiles(directory=WEB_ROOT, html=True), name="web")
     return app

@@ -32,6 +32,7 @@ router = APIRouter(prefix="/api/assets", tags=["assets"])
 Ctx = Annotated[ApiContext, Depends(context)]
 AssetId = Annotated[str, PathParam(min_length=36, max_length=36)]
 MAX_LIST = 500
+EntityFilter = Annotated[list[str] | None, Query(max_length=36, description="entity id")]
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
@@ -77,9 +78,16 @@ async def list_assets(
     q: Annotated[str | None, Query(max_length=200, description="text in paths/format")] = None,
     created_from: Annotated[int | None, Query(ge=0, description="ms since epoch")] = None,
     created_to: Annotated[int | None, Query(ge=0, description="ms since epoch")] = None,
+    tag: EntityFilter = None,
+    person: EntityFilter = None,
+    studio: EntityFilter = None,
+    collection: EntityFilter = None,
+    group: EntityFilter = None,
 ) -> Response:
     """The caller's assets, newest first: `{"assets": [summary…], "next": cursor|null}`.
-    Follow `next` until it is null. (Cached pages are answered by `app.CachedPages` before
+    Follow `next` until it is null. `tag`, `person`, `studio`, `collection`, `group`: entity
+    ids (`GET /api/entities`, repeatable): assets linked to all of them, directly or through
+    a collection they are in. (Cached pages are answered by `app.CachedPages` before
     this route runs; here the page is read and stored.)"""
     head = ctx.hub.head  # taken before reading: a write racing the read makes the entry stale
 
@@ -94,6 +102,11 @@ async def list_assets(
                 text=q,
                 created_from=created_from,
                 created_to=created_to,
+                entity_ids=[
+                    _check_id(e)
+                    for chosen in (tag, person, studio, collection, group)
+                    for e in chosen or ()
+                ],
                 before=_decode_cursor(cursor) if cursor else None,
                 limit=limit + 1,
             )

@@ -34,7 +34,9 @@ Ctx = Annotated[ApiContext, Depends(context)]
 
 
 class NewSource(BaseModel):
-    kind: str = Field(pattern="^[a-z][a-z0-9_-]{0,31}$", description="folder, comfyui, peer…")
+    kind: str = Field(
+        pattern="^[a-z][a-z0-9_-]{0,31}$", description="folder, comfyui, peer, stash…"
+    )
     path: str | None = Field(
         default=None, min_length=1, max_length=4096, description="folder: a directory here"
     )
@@ -45,6 +47,7 @@ class NewSource(BaseModel):
     download: str = Field(default="auto", pattern="^(auto|on-demand|off)$")
     include_temp: bool = False
     token: str | None = Field(default=None, min_length=1, max_length=200, description="peer")
+    api_key: str | None = Field(default=None, min_length=1, max_length=500, description="stash")
 
 
 class SyncRequest(BaseModel):
@@ -94,7 +97,8 @@ async def sources(ctx: Ctx) -> dict[str, Any]:
 @router.post("/sources", status_code=201)
 async def add_source(ctx: Ctx, body: NewSource) -> dict[str, Any]:
     """Add a folder of this machine (its SD_ID file is written or migrated) or a remote
-    server (`kind` comfyui or peer, with `url`; `token` for a peer)."""
+    server (`kind` comfyui, peer or stash, with `url`; `token` for a peer, `api_key` for a
+    Stash)."""
 
     def run() -> dict[str, Any]:
         if body.kind == "folder":
@@ -110,6 +114,8 @@ async def add_source(ctx: Ctx, body: NewSource) -> dict[str, Any]:
             extra["include_temp"] = True
         if body.token is not None:
             extra["token"] = body.token
+        if body.api_key is not None:
+            extra["api_key"] = body.api_key
         source = add_remote_source(
             ctx.catalog,
             body.kind,

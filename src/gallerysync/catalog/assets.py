@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from gallerysync.catalog import schema
 from gallerysync.catalog.db import WriteTx, like_escape
+from gallerysync.catalog.organise import asset_labels
 from gallerysync.domain import Asset, AssetStatus, Origin, OriginStatus, now_ms
 from gallerysync.errors import NotFoundError
 
@@ -370,11 +371,13 @@ def asset_summaries(conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]
             if r["fetch_status"] is not None:  # a remote origin: where its bytes stand
                 entry["fetch"] = r["fetch_status"]
             origins.setdefault(r["asset_id"], []).append(entry)
+        organised = asset_labels(conn, chunk)
         for r in conn.execute(select(a).where(a.c.id.in_(chunk))).mappings():
             mine = origins.get(r["id"], [])
             # A remote image fetched on demand has no thumbnail until someone asks for it:
             # give its URL, so the gallery's request is what fetches it.
             on_demand = r["hash"] is None and any(x.get("fetch") == "on-demand" for x in mine)
+            labels, inherited = organised.get(r["id"], ((), {}))
             found[r["id"]] = {
                 "id": r["id"],
                 "status": r["status"],
@@ -394,6 +397,8 @@ def asset_summaries(conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]
                 "created_at": r["created_at"],
                 "updated_at": r["updated_at"],
                 "origins": mine,
+                "labels": list(labels),  # tags, people, studio, collections (own or inherited)
+                "inherited": inherited,  # date, photographer, details from a collection
             }
     return [found[i] for i in ids if i in found]
 

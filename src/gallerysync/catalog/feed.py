@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from gallerysync.catalog import schema
 from gallerysync.catalog.assets import asset_summaries
 from gallerysync.catalog.db import Catalog
+from gallerysync.catalog.organise import entity_states
 from gallerysync.catalog.runs import run_states
 from gallerysync.domain import now_ms
 from gallerysync.errors import GallerySyncError, InvalidInputError
@@ -169,6 +170,9 @@ def _current_states(
     if ids := sorted(wanted.get("sync_run", ())):
         for state in run_states(conn, ids):
             states[("sync_run", state["id"])] = state
+    if ids := sorted(wanted.get("entity", ())):
+        for state in entity_states(conn, ids):
+            states[("entity", state["id"])] = state
     if ids := sorted(wanted.get("user", ())):
         u = schema.users
         for r in conn.execute(select(u.c.id, u.c.name).where(u.c.id.in_(ids))).mappings():

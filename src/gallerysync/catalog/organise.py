@@ -46,6 +46,7 @@ __all__ = [
     "AppliedEntities",
     "CountTracker",
     "apply_entities",
+    "asset_labels",
     "collection_key",
     "entity_states",
     "list_entities",
@@ -615,12 +616,17 @@ def sweep_entities(
 # --- reads ---------------------------------------------------------------------------------
 
 
-def entity_states(conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
-    """An entity as the API and the change feed show it."""
+def entity_states(
+    conn: Connection, ids: Sequence[str], *, owner_id: str | None = None
+) -> list[dict[str, Any]]:
+    """An entity as the API and the change feed show it (`owner_id`: only that owner's)."""
     e = schema.entities
     found: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(list(ids)):
-        for r in conn.execute(select(e).where(e.c.id.in_(chunk))).mappings():
+        query = select(e).where(e.c.id.in_(chunk))
+        if owner_id is not None:
+            query = query.where(e.c.owner_id == owner_id)
+        for r in conn.execute(query).mappings():
             found[r["id"]] = {
                 "id": r["id"],
                 "kind": r["kind"],
@@ -630,8 +636,47 @@ def entity_states(conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
                 "fields": json.loads(r["fields"]),
                 "asset_count": r["asset_count"],
                 "version": r["version"],
+                "updated_at": r["updated_at"],
             }
     return [found[i] for i in ids if i in found]
+
+
+def asset_labels(
+    conn: Connection, asset_ids: Sequence[str]
+) -> dict[str, tuple[list[dict[str, Any]], dict[str, Any]]]:
+    """Per asset: its entities (`{id, kind, name, inherited}`, an own link winning over an
+    inherited one, by kind then name) and the values its present origins inherited."""
+    o, oe, e = schema.origins, schema.origin_entities, schema.entities
+    labels: dict[str, dict[str, dict[str, Any]]] = {}
+    inherited: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(list(asset_ids)):
+        for r in conn.execute(
+            select(o.c.asset_id, e.c.id, e.c.kind, e.c.name, oe.c.inherited)
+            .join(oe, oe.c.origin_id == o.c.id)
+            .join(e, e.c.id == oe.c.entity_id)
+            .where(o.c.asset_id.in_(chunk), o.c.status == OriginStatus.PRESENT.value)
+        ):
+            mine = labels.setdefault(r.asset_id, {})
+            known = mine.get(r.id)
+            if known is None or (known["inherited"] and not r.inherited):
+                flag = bool(r.inherited)
+                mine[r.id] = {"id": r.id, "kind": r.kind, "name": r.name, "inherited": flag}
+        for asset_id, values in conn.execute(
+            select(o.c.asset_id, o.c.inherited).where(
+                o.c.asset_id.in_(chunk),
+                o.c.status == OriginStatus.PRESENT.value,
+                o.c.inherited.is_not(None),
+            )
+        ):
+            for name, value in json.loads(values).items():
+                inherited.setdefault(asset_id, {}).setdefault(name, value)
+    return {
+        asset: (
+            sorted(labels.get(asset, {}).values(), key=lambda x: (x["kind"], x["name"], x["id"])),
+            inherited.get(asset, {}),
+        )
+        for asset in set(labels) | set(inherited)
+    }
 
 
 def list_entities(
