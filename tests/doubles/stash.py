@@ -312,7 +312,11 @@ class StashDouble:
         self._schema = build_schema(SDL)
         self.requests: dict[str, int] = {}
         self.graphql_requests = 0
-        self.faults: list[tuple[str, Any]] = []  # ("status", code) | ("malformed", None)
+        # ("status", code) | ("malformed", None): the next request answers with that status
+        # or with broken JSON; ("mutate", (text, fn)): the next query containing `text`
+        # answers with its `data` edited by fn(data).
+        self.faults: list[tuple[str, Any]] = []
+        self.delay = 0.0  # seconds before every GraphQL reply: time to kill a sync mid-way
         self._scan_listeners: list[asyncio.Queue[bool]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: uvicorn.Server | None = None
@@ -685,7 +689,7 @@ class StashDouble:
         if not self._authorised(scope):
             await _respond(send, 401, b"", [(b"www-authenticate", b"FormBased")])
             return
-        if self.faults:
+        if self.faults and self.faults[0][0] != "mutate":
             kind, value = self.faults.pop(0)
             if kind == "status":
                 await _respond(send, value, b"fault", [])
@@ -694,6 +698,8 @@ class StashDouble:
                 await _respond(send, 200, b'{"data": {"findImages": ', [])
                 return
         if path == "/graphql" and scope["method"] == "POST":
+            if self.delay:
+                await asyncio.sleep(self.delay)
             body = b""
             while True:
                 message = await receive()
@@ -735,6 +741,11 @@ class StashDouble:
             if any(not isinstance(e.original_error, GraphQLFailure | None) for e in result.errors):
                 raise result.errors[0]  # a bug in the double, not a Stash error
             return 200, json.dumps({"errors": errors, "data": result.data}).encode()
+        for index, (kind, value) in enumerate(self.faults):
+            if kind == "mutate" and value[0] in query:
+                del self.faults[index]
+                value[1](result.data)
+                break
         return 200, json.dumps({"data": result.data}).encode()
 
     async def _media(self, send: Send, kind: str, row_id: int, what: str) -> None:
