@@ -1,7 +1,7 @@
 // The gallery's entry point: sign-in, hash routes (#/ gallery, #/sources, #/inspect), and the
 // since-token handshake that ties the data to the change feed (docs/web.md).
 
-import { ApiError, del, get, post, setUnauthorizedHandler } from "./api.js";
+import { ApiError, del, get, post, query, setUnauthorizedHandler } from "./api.js";
 import { ChangeFeed } from "./feed.js";
 import { DEFAULT_PAGE_SIZE, Gallery, MAX_PAGE_SIZE } from "./gallery.js";
 import { InspectorPage } from "./inspect.js";
@@ -83,6 +83,43 @@ function fillSourceFilter(list) {
   if (current && select.value !== current) applyFilters(); // the chosen source is gone
 }
 
+const ENTITY_GROUPS = [
+  ["collection", "Collections"],
+  ["person", "People"],
+  ["studio", "Studios"],
+  ["tag", "Tags"],
+  ["group", "Groups"],
+];
+
+/** The label filter: the caller's tags, people, studios, collections and groups, by kind. */
+async function fillEntityFilter() {
+  const select = filters.elements.entity;
+  const listed = [];
+  let after = null;
+  do {
+    const page = await get(`/api/entities${query({ limit: 5000, after })}`);
+    listed.push(...page.entities);
+    after = page.next;
+  } while (after);
+  const current = select.value;
+  const options = [new Option("Any tag, person, studio, collection", "")];
+  for (const [kind, title] of ENTITY_GROUPS) {
+    const mine = listed.filter((e) => e.kind === kind);
+    if (!mine.length) continue;
+    const group = document.createElement("optgroup");
+    group.label = title;
+    for (const e of mine) {
+      group.append(new Option(`${e.name} (${e.asset_count})`, `${kind}:${e.id}`));
+    }
+    options.push(group);
+  }
+  select.replaceChildren(...options);
+  const still = listed.some((e) => `${e.kind}:${e.id}` === current);
+  select.value = still ? current : "";
+  if (current && !still) applyFilters(); // the chosen label is gone
+}
+const refreshEntities = debounce(() => fillEntityFilter().catch(showError), 500);
+
 const sources = new SourcesPage($("view-sources"), {
   onChanged: fillSourceFilter,
   onError: showError,
@@ -97,6 +134,7 @@ function applyFilters() {
       source: filters.elements.source.value,
       status: filters.elements.status.value,
       q: filters.elements.q.value.trim(),
+      entity: filters.elements.entity.value,
     })
     .catch(showError);
 }
@@ -117,6 +155,7 @@ const feed = new ChangeFeed({
     if (entry.type === "asset") gallery.applyEntry(entry);
     else if (entry.type === "source") sources.applySource(entry);
     else if (entry.type === "sync_run") sources.applyRun(entry);
+    else if (entry.type === "entity") refreshEntities();
     else if (entry.type === "user" && entry.data && session?.user?.id === entry.id) {
       $("user").querySelector(".user-name").textContent = entry.data.name;
     }
@@ -148,7 +187,7 @@ async function resync(early = null) {
       early = null; // a retry asks again
       const head = await asked;
       if (generation !== syncGeneration) return;
-      await Promise.all([gallery.reload({ keep: true }), sources.refresh()]);
+      await Promise.all([gallery.reload({ keep: true }), sources.refresh(), fillEntityFilter()]);
       if (generation !== syncGeneration || !running) return;
       feed.open(head.next);
       return;
@@ -232,6 +271,7 @@ function stop() {
   inspector.clear();
   filters.reset();
   fillSourceFilter([]);
+  filters.elements.entity.replaceChildren(new Option("Any tag, person, studio, collection", ""));
   for (const el of Object.values(VIEWS)) el.hidden = true;
   delete document.body.dataset.view;
   $("user").hidden = true;

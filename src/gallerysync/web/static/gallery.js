@@ -49,6 +49,11 @@ export function matchesFilter(asset, filter) {
   }
   const origins = asset.origins || [];
   if (filter.source && !origins.some((o) => o.source_id === filter.source)) return false;
+  if (filter.entity) {
+    // "kind:id"; own and inherited links both count, as on the server
+    const id = filter.entity.slice(filter.entity.indexOf(":") + 1);
+    if (!(asset.labels || []).some((label) => label.id === id)) return false;
+  }
   if (filter.q) {
     const q = filter.q.toLowerCase();
     const inFormat = (asset.format || "").toLowerCase().includes(q);
@@ -85,7 +90,7 @@ export class Gallery {
     this.statusLine = statusLine;
     this.pageSize = pageSize;
     this.onError = onError;
-    this.filter = { source: "", status: "", q: "" };
+    this.filter = { source: "", status: "", q: "", entity: "" };
     this.listeners = new Set();
     this.reset();
 
@@ -127,7 +132,7 @@ export class Gallery {
   /** Forget everything (sign-out: the next user must not see these tiles, nor their filter). */
   clear() {
     this.reset();
-    this.filter = { source: "", status: "", q: "" };
+    this.filter = { source: "", status: "", q: "", entity: "" };
     this.grid.replaceChildren();
     this.updateStatus();
   }
@@ -156,8 +161,13 @@ export class Gallery {
   }
 
   pageQuery(limit, cursor) {
-    const { source, status, q } = this.filter;
-    return `/api/assets${query({ limit, cursor, source, status, q })}`;
+    const { source, status, q, entity } = this.filter;
+    const byEntity = {};
+    if (entity) {
+      const split = entity.indexOf(":"); // "person:<id>" → ?person=<id>
+      byEntity[entity.slice(0, split)] = entity.slice(split + 1);
+    }
+    return `/api/assets${query({ limit, cursor, source, status, q, ...byEntity })}`;
   }
 
   /**
@@ -441,7 +451,8 @@ export class Gallery {
     if (!this.started) text = "";
     else if (shown === 0 && this.loading) text = "Loading…";
     else if (shown === 0) {
-      const filtered = this.filter.source || this.filter.status || this.filter.q;
+      const filtered =
+        this.filter.source || this.filter.status || this.filter.q || this.filter.entity;
       text = filtered ? "No assets match these filters." : "No assets yet: add a source.";
     } else text = `${shown} shown${this.exhausted ? "" : " · more below"}`;
     if (this.statusLine.textContent !== text) this.statusLine.textContent = text;
