@@ -318,6 +318,7 @@ class StashDouble:
         self.faults: list[tuple[str, Any]] = []
         self.delay = 0.0  # seconds before every GraphQL reply: time to kill a sync mid-way
         self._scan_listeners: list[asyncio.Queue[bool]] = []
+        self.subscriptions = 0  # open scanCompleteSubscribe subscriptions
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -842,14 +843,17 @@ class StashDouble:
                         )
                         continue
                     subscriptions[str(frame.get("id"))] = True
+                    self.subscriptions += 1
                 elif kind in ("complete", "stop"):
-                    subscriptions.pop(str(frame.get("id")), None)
+                    if subscriptions.pop(str(frame.get("id")), None):
+                        self.subscriptions -= 1
                 elif kind == "ping":
                     await send({"type": "websocket.send", "text": json.dumps({"type": "pong"})})
         finally:
             if pump is not None:
                 pump.cancel()
             self._scan_listeners.remove(queue)
+            self.subscriptions -= len(subscriptions)
 
     # --- lifecycle --------------------------------------------------------------------------
 

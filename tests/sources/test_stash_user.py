@@ -4,6 +4,7 @@ and every mode agrees with what Stash now says."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from tests.doubles.stash import StashDouble
-from tests.helpers import ServeProcess, cli_json, run_cli
+from tests.helpers import ServeProcess, cli_json, run_cli, wait_for
 
 ENV = {"GALLERYSYNC_RETRY_BASE_SECONDS": "0.02", "GALLERYSYNC_REMOTE_SYNC_SECONDS": "3600"}
 
@@ -151,3 +152,35 @@ def test_a_wrong_api_key_fails_the_run_with_a_clear_message(
     (report,) = cli_json(home, "sync", env=ENV, check=False)
     assert report["status"] == "failed"
     assert "401" in report["errors"][0] and "--api-key" in report["errors"][0]
+
+
+def test_serve_syncs_when_a_stash_scan_completes(tmp_path: Path, stash: StashDouble) -> None:
+    """`scanCompleteSubscribe` is the live hint: `serve` subscribes over the GraphQL websocket
+    and runs a smart sync when a scan finishes (the schedule here is an hour away)."""
+    stash.create("image", title="first")
+    home = tmp_path / "home"
+    run_cli(home, "source", "add", "stash", stash.url, "--api-key", "s3cret-key")
+    server = ServeProcess(home, env=ENV)
+    try:
+        server.wait_healthy()
+        wait_for(lambda: len(_get(server, "/api/assets")["assets"]) == 1, what="start-up sync")
+        wait_for(lambda: stash.subscriptions == 1, what="the scan subscription")
+        # Quiesce: a sync asked for now consumes any wake-up the connection's first hint left.
+        (source,) = _get(server, "/api/sources")["sources"]
+        asked = int(time.time() * 1000)
+        httpx.post(f"{server.url}/api/sources/{source['id']}/sync", json={}, timeout=10)
+
+        def settled() -> bool:
+            runs = _get(server, "/api/sync/runs")["runs"]
+            done = any(r["started_at"] >= asked and r["status"] != "running" for r in runs)
+            return done and not any(r["status"] == "running" for r in runs)
+
+        wait_for(settled, what="the asked-for sync")
+        stash.tick(1)
+        stash.create("image", title="scanned in")
+        scanned = int(time.time() * 1000)
+        stash.scan_complete()
+        wait_for(lambda: len(_get(server, "/api/assets")["assets"]) == 2, what="the hinted sync")
+        assert any(r["started_at"] >= scanned for r in _get(server, "/api/sync/runs")["runs"])
+    finally:
+        server.stop()

@@ -559,10 +559,13 @@ def mark_fetch_failed(tx: WriteTx, origin_id: str, error: str, *, gone: bool) ->
     if row is None:
         return
     values: dict[str, Any] = {"fetch_status": "failed", "fetch_error": error[:2000]}
+    counts = CountTracker(tx)
     if gone:
+        counts.watch([row.asset_id])
         values.update(status=OriginStatus.MISSING.value, version=o.c.version + 1)
     tx.conn.execute(update(o).where(o.c.id == origin_id).values(**values))
     refresh_asset_status(tx, {row.asset_id})
+    counts.apply()
 
 
 def mark_not_modified(tx: WriteTx, origin_id: str) -> None:
@@ -601,6 +604,8 @@ def record_download(
     other = assets_by_hashes(tx.conn, origin.owner_id, [blob_hash]).get(blob_hash)
     media_values = {"hash": blob_hash, "size": size, **media}
     target = current.id
+    counts = CountTracker(tx)  # the origin (and its links) may move to another asset
+    counts.watch([current.id] + ([other.id] if other is not None else []))
     if current.hash == blob_hash:
         pass
     elif other is not None:
@@ -621,6 +626,7 @@ def record_download(
         if isinstance(created, int):
             row["created_at"] = created
         insert_assets(tx, [row])
+    counts.watch([target])  # before the origin moves there
     tx.conn.execute(
         update(o)
         .where(o.c.id == origin.id)
@@ -637,6 +643,7 @@ def record_download(
     if target != current.id:
         _drop_if_placeholder(tx, current.id, current.hash)
         refresh_asset_status(tx, {target})
+        counts.apply()
     if (
         tx.conn.execute(select(schema.blobs.c.hash).where(schema.blobs.c.hash == blob_hash)).first()
         is None
