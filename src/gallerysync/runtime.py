@@ -293,6 +293,7 @@ async def serve(runtime: Runtime, host: str, port: int) -> None:
         health_details=health_details,
         start_sync=start_sync,
         fetch_asset=on_demand.fetch_asset,
+        fetch_thumbnail=on_demand.fetch_thumbnail,
         upload_max_bytes=settings.upload_max_bytes,
     )
     config = uvicorn.Config(

@@ -184,3 +184,41 @@ def test_serve_syncs_when_a_stash_scan_completes(tmp_path: Path, stash: StashDou
         assert any(r["started_at"] >= scanned for r in _get(server, "/api/sync/runs")["runs"])
     finally:
         server.stop()
+
+
+def test_on_demand_tiles_use_stash_thumbnails_not_originals(
+    tmp_path: Path, stash: StashDouble
+) -> None:
+    """Browsing an on-demand Stash source fetches `paths.thumbnail`, never the original."""
+    image = stash.create("image", title="big")
+    home = tmp_path / "home"
+    run_cli(
+        home,
+        "source",
+        "add",
+        "stash",
+        stash.url,
+        "--api-key",
+        "s3cret-key",
+        "--download",
+        "on-demand",
+    )
+    (report,) = cli_json(home, "sync", env=ENV)
+    assert report["status"] == "ok" and report["to_download"] == 0
+    server = ServeProcess(home, env=ENV)
+    try:
+        server.wait_healthy()
+        (asset,) = _get(server, "/api/assets")["assets"]
+        assert asset["hash"] is None and asset["thumbnail"]
+        thumb = httpx.get(server.url + asset["thumbnail"], timeout=10)
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
+        assert stash.requests.get(f"/image/{image}/thumbnail") == 1
+        assert f"/image/{image}/image" not in stash.requests
+        assert _get(server, f"/api/assets/{asset['id']}")["hash"] is None  # still on demand
+        again = httpx.get(server.url + asset["thumbnail"], timeout=10)
+        assert again.content == thumb.content
+        assert stash.requests.get(f"/image/{image}/thumbnail") == 1  # stored, not re-fetched
+        original = httpx.get(f"{server.url}/api/assets/{asset['id']}/original", timeout=10)
+        assert original.content == stash.rows["image"][image].data
+    finally:
+        server.stop()

@@ -140,6 +140,7 @@ def create_app(
     health_details: Callable[[], dict[str, Any]] | None = None,
     start_sync: Callable[[str, str], None] | None = None,
     fetch_asset: Callable[[str], Awaitable[bool]] | None = None,
+    fetch_thumbnail: Callable[[str], Awaitable[str | None]] | None = None,
     upload_max_bytes: int = DEFAULT_UPLOAD_MAX_BYTES,
 ) -> FastAPI:
     """Build the app. With `auth_required` every API request needs a token or a session;
@@ -161,6 +162,7 @@ def create_app(
         health_details=health_details,
         start_sync=start_sync,
         fetch_asset=fetch_asset,
+        fetch_thumbnail=fetch_thumbnail,
         auth_required=auth_required,
         uploads=UploadReceiver(catalog, blobs),
         upload_max_bytes=upload_max_bytes,

@@ -169,14 +169,22 @@ async def thumbnail(
 ) -> Response:
     """A 256 px WebP, made now if the background job has not made it yet."""
     summary = await asyncio.to_thread(_owned, ctx, asset_id)
-    if summary["hash"] is None:  # a remote asset whose bytes are not here yet
+
+    def stored() -> str | None:
+        with ctx.catalog.read() as conn:
+            existing = get_asset(conn, summary["id"]).thumb_hash
+        return existing if existing and ctx.blobs.exists(existing) else None
+
+    made = await asyncio.to_thread(stored)
+    if made is None and summary["hash"] is None and ctx.fetch_thumbnail is not None:
+        # On demand: the source's own thumbnail first (no original fetched for a tile)
+        made = await ctx.fetch_thumbnail(summary["id"])
+    if made is None and summary["hash"] is None:  # a remote asset without bytes here
         summary, _path = await _bytes_of(ctx, summary)
 
     def thumb_hash() -> str:
-        with ctx.catalog.read() as conn:
-            existing = get_asset(conn, summary["id"]).thumb_hash
-        if existing and ctx.blobs.exists(existing):
-            return existing
+        if made is not None:
+            return made
         try:
             return make_asset_thumbnail(ctx.catalog, ctx.blobs, summary["id"])
         except SkipJob as exc:

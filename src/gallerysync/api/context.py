@@ -98,6 +98,7 @@ class ApiContext:
     start_sync: Callable[[str, str], None] | None
     # On-demand phase 2: fetch a remote asset's bytes now; True when they are here.
     fetch_asset: Callable[[str], Awaitable[bool]] | None = None
+    fetch_thumbnail: Callable[[str], Awaitable[str | None]] | None = None
     auth_required: bool = False
     authenticated: bool = False
     uploads: UploadReceiver | None = None  # push: the bulk hash check and uploads

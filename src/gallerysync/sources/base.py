@@ -35,6 +35,7 @@ __all__ = [
     "SupportsIdListing",
     "SupportsLinkedListing",
     "SupportsLiveHints",
+    "SupportsThumbnails",
     "SupportsTotals",
     "SupportsUrlRefresh",
     "capabilities_of",
@@ -143,6 +144,14 @@ class SupportsLinkedListing(Protocol):
         """Items of `entity_type` that link to any of these keys now, a page at a time — for
         links that change without the item's own version moving (Stash: a gallery's images).
         Keys the source cannot query by are ignored."""
+        ...
+
+
+@runtime_checkable
+class SupportsThumbnails(Protocol):
+    def open_thumbnail(self, ref: ItemRef) -> Any:
+        """Like `open_bytes`, for the source's own small preview of the item: an on-demand
+        gallery can show a tile without fetching the original (Stash: `paths.thumbnail`)."""
         ...
 
 

@@ -15,6 +15,7 @@ history lists files that were deleted). Concurrency is bounded per source.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -47,7 +48,7 @@ from gallerysync.errors import (
     RemoteError,
     RemoteRefusedError,
 )
-from gallerysync.sources.base import ItemRef, RemoteSource
+from gallerysync.sources.base import ItemRef, RemoteSource, SupportsThumbnails
 from gallerysync.sources.folder.media import MediaError, MediaInfo, probe_file
 from gallerysync.sources.http import backoff_delay, new_session
 from gallerysync.sources.registry import get_kind
@@ -57,6 +58,7 @@ from gallerysync.sync.register import thumbnail_jobs
 __all__ = ["DownloadReport", "Downloader", "run_download_job"]
 
 log = logging.getLogger(__name__)
+MAX_SOURCE_THUMBNAIL = 32 * 1024 * 1024  # a source's "thumbnail" bigger than this is refused
 MAX_UNCOMMITTED = 256  # verified downloads waiting for the group commit (each holds a temp fd)
 DownloadProgress = Callable[[int, int, int], None]  # done, total, bytes
 
@@ -207,6 +209,39 @@ class Downloader:
             raise
         finally:
             del self._inflight[asset_id]
+
+    async def fetch_thumbnail(self, asset_id: str) -> str | None:
+        """On demand, for an asset whose bytes are not here: its source's own thumbnail (Stash's
+        `paths.thumbnail`), made into ours — a tile without fetching the original. The hash of
+        the stored thumbnail, or None when no origin's source offers one (or it failed: the
+        caller falls back to the original)."""
+        from gallerysync.blobs.thumbnails import ThumbnailError, make_thumbnail
+        from gallerysync.sync.thumbnails import store_thumbnail
+
+        for origin_id in await asyncio.to_thread(self._origins_for_asset, asset_id):
+            origin, source = await asyncio.to_thread(self._load, origin_id)
+            if origin.fetch_status != "on-demand":
+                continue
+            connector = self._connector(source)
+            if not isinstance(connector, SupportsThumbnails):
+                continue
+            try:
+                async with connector.open_thumbnail(ItemRef(origin.remote_id, origin.meta)) as s:
+                    data = bytearray()
+                    async for chunk in s.chunks():
+                        data += chunk
+                        if len(data) > MAX_SOURCE_THUMBNAIL:
+                            raise MalformedResponseError(
+                                f"{origin.remote_id}: thumbnail larger than {MAX_SOURCE_THUMBNAIL}"
+                            )
+                thumb = await asyncio.to_thread(make_thumbnail, io.BytesIO(bytes(data)))
+            except (GallerySyncError, ThumbnailError) as exc:
+                log.info("source thumbnail of %s: %s", origin.remote_id, exc)
+                continue
+            return await asyncio.to_thread(
+                store_thumbnail, self.catalog, self.blobs, asset_id, thumb
+            )
+        return None
 
     def _origins_for_asset(self, asset_id: str) -> list[str]:
         o = schema.origins

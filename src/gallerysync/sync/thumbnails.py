@@ -16,7 +16,13 @@ from gallerysync.domain import now_ms
 from gallerysync.errors import GallerySyncError
 from gallerysync.sync.folder import find_asset_file
 
-__all__ = ["SkipJob", "ThumbnailJobError", "make_asset_thumbnail", "make_thumbnails"]
+__all__ = [
+    "SkipJob",
+    "ThumbnailJobError",
+    "make_asset_thumbnail",
+    "make_thumbnails",
+    "store_thumbnail",
+]
 
 log = logging.getLogger(__name__)
 MAX_THUMBNAIL_INPUT = 512 * 1024 * 1024
@@ -54,6 +60,11 @@ def make_asset_thumbnail(
         thumb = make_thumbnail(io.BytesIO(data), size)
     except ThumbnailError as exc:
         raise SkipJob(str(exc)) from exc
+    return store_thumbnail(catalog, blobs, asset_id, thumb)
+
+
+def store_thumbnail(catalog: Catalog, blobs: BlobStore, asset_id: str, thumb: bytes) -> str:
+    """Store thumbnail bytes as a blob and make them the asset's thumbnail; returns the hash."""
     stored = blobs.put_bytes(thumb)
     with catalog.write() as tx:
         known = tx.conn.execute(

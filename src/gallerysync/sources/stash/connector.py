@@ -455,6 +455,18 @@ class StashSource:
         ) as stream:
             yield stream
 
+    @contextlib.asynccontextmanager
+    async def open_thumbnail(self, ref: ItemRef) -> AsyncIterator[HttpByteStream]:
+        """`paths.thumbnail` (`/image/<id>/thumbnail`) or a scene's `paths.screenshot`."""
+        etype, _, number = ref.remote_id.partition(":")
+        if not number.isdigit() or etype not in ("image", "scene"):
+            raise MalformedResponseError(f"{ref.remote_id} is not a Stash image or scene")
+        path = f"/image/{number}/thumbnail" if etype == "image" else f"/scene/{number}/screenshot"
+        async with open_stream(
+            self.session, self.url + path, headers=self._headers, what=f"Stash {path}"
+        ) as stream:
+            yield stream
+
     # --- live hints ------------------------------------------------------------------------
 
     async def live_hints(self) -> AsyncIterator[str]:
