@@ -24,7 +24,7 @@ IMMEDIATE = "gallerysync_immediate"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration. Checked against Alembic's own view by tests/test_meta.py; knowing it here
 # lets every command skip importing Alembic (~0.1 s) when the schema is already current.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 

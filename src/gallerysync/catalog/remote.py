@@ -441,20 +441,28 @@ def held_count(conn: Connection, source_id: str, entity_type: str) -> int:
     """How many items of this type (typed keys) we hold as present: what the source's total
     must equal when nothing was deleted."""
     o, e = schema.origins, schema.entities
-    prefix = like_escape(entity_type + ":") + "%"
+    # Keys of the type sort between "type:" and "type;" (";" follows ":"): a range the
+    # (source_id, remote_id) indexes answer without reading rows.
+    low, high = entity_type + ":", entity_type + ";"
     origins = conn.execute(
         select(func.count()).where(
+            o.c.source_id == source_id, o.c.remote_id >= low, o.c.remote_id < high
+        )
+    ).scalar_one()
+    absent = conn.execute(
+        select(func.count()).where(
             o.c.source_id == source_id,
-            o.c.status == OriginStatus.PRESENT.value,
-            o.c.remote_id.like(prefix, escape="\\"),
+            o.c.status != OriginStatus.PRESENT.value,
+            o.c.remote_id >= low,
+            o.c.remote_id < high,
         )
     ).scalar_one()
     entities = conn.execute(
         select(func.count()).where(
-            e.c.source_id == source_id, e.c.remote_id.like(prefix, escape="\\")
+            e.c.source_id == source_id, e.c.remote_id >= low, e.c.remote_id < high
         )
     ).scalar_one()
-    return int(origins) + int(entities)
+    return int(origins) - int(absent) + int(entities)
 
 
 def save_pass_state(

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 __all__ = [
@@ -159,6 +160,15 @@ origins = Table(
     UniqueConstraint("source_id", "remote_id"),
     Index(None, "asset_id"),
     Index(None, "source_id", "fetch_status"),
+    # The few origins not present, by key: "how many of a type do we hold" is then a range
+    # count on the unique index minus a range count here (catalog.remote.held_count).
+    Index(
+        "ix_origins_absent",
+        "source_id",
+        "remote_id",
+        sqlite_where=text("status <> 'present'"),
+        postgresql_where=text("status <> 'present'"),
+    ),
 )
 
 entities = Table(

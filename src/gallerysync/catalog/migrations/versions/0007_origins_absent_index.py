@@ -1,0 +1,31 @@
+"""origins: a partial index of the origins that are not present, for per-type held counts
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-21 20:00:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index(
+        "ix_origins_absent",
+        "origins",
+        ["source_id", "remote_id"],
+        unique=False,
+        sqlite_where=sa.text("status <> 'present'"),
+        postgresql_where=sa.text("status <> 'present'"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_origins_absent", table_name="origins")
