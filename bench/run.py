@@ -2,15 +2,17 @@
 
 Run it from the repository root:
 
-    .venv/bin/python bench/run.py [--suite scan|live|remote|push|all] [--quick] [--data DIR]
-                                  [--keep-homes]
+    .venv/bin/python bench/run.py [--suite scan|live|remote|push|stash|all] [--quick]
+                                  [--data DIR] [--keep-homes]
 
 This module is the one benchmark command: `--suite scan` runs the scan benchmark described
 here, `--suite live` the live benchmarks of `bench/live/` (SSE fan-out, catch-up, asset pages,
 first paint in Chromium), `--suite remote` the remote-source benchmarks of `bench/remote/`
 (ComfyUI metadata sync, smart sync, downloads, peer replication), `--suite push` the push
 benchmarks of `bench/push/` (`gallerysync push` to a `serve`, and a re-push from a fresh
-client state), and `all` (the default) every suite, in that order.
+client state), `--suite stash` the Stash benchmarks of `bench/stash/` (initial metadata sync
+of a 100,000-image Stash library, no-change smart sync, incremental sync after 100 edits,
+post-processing after one gallery edit), and `all` (the default) every suite, in that order.
 
 Method
 ------
@@ -835,10 +837,25 @@ def bench_small(results: Results, tree: Path, homes: Path, sizes: Sizes, workers
 # --- output ----------------------------------------------------------------------------------
 
 
+# Units whose figures are shown without decimals.
+WHOLE_UNITS = (
+    "MB/s",
+    "MB",
+    "rows/s",
+    "files",
+    "req/s",
+    "events",
+    "B",
+    "items/s",
+    "requests",
+    "origins",
+)
+
+
 def _fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "-"
-    if unit in ("MB/s", "MB", "rows/s", "files", "req/s", "events", "B"):
+    if unit in WHOLE_UNITS:
         text = f"{value:,.0f}"
     elif unit == "ms":
         text = f"{value:,.1f}"
@@ -973,7 +990,7 @@ def environment() -> dict[str, Any]:
     }
 
 
-SUITES = ("scan", "live", "remote", "push")
+SUITES = ("scan", "live", "remote", "push", "stash")
 LATEST_TITLE = "# gallerysync benchmarks — latest results"
 
 
@@ -1000,8 +1017,8 @@ def write_latest(suite: str, summary: str) -> None:
         LATEST_TITLE,
         "",
         "One section per suite (`.venv/bin/python bench/run.py --suite "
-        "scan|live|remote|push|all`); a run replaces only the sections of the suites it ran. "
-        "Every run's full results are in the timestamped files beside this one.",
+        "scan|live|remote|push|stash|all`); a run replaces only the sections of the suites "
+        "it ran. Every run's full results are in the timestamped files beside this one.",
         "",
     ]
     for name in order:
@@ -1031,7 +1048,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=(*SUITES, "all"),
         default="all",
         help="scan (bench/run.py), live (bench/live/), remote (bench/remote/), push "
-        "(bench/push/) or all (default)",
+        "(bench/push/), stash (bench/stash/) or all (default)",
     )
     parser.add_argument("--quick", action="store_true", help="1/10 of the sizes (smoke run)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="generated trees")
@@ -1055,6 +1072,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import push
 
         code = max(code, push.push_suite(args.quick, data, args.keep_homes, command))
+    if args.suite in ("stash", "all"):
+        import stash
+
+        code = max(code, stash.stash_suite(args.quick, data, args.keep_homes, command))
     return code
 
 

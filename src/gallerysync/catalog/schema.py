@@ -201,7 +201,9 @@ links = Table(
     Column("subject", Text, primary_key=True),
     Column("target", Text, primary_key=True),
     Column("position", Integer),  # order within a collection, where the source has one
-    Index(None, "source_id", "target"),
+    # Covering, so "what links to these keys" is an index range: with (source_id, target)
+    # alone SQLite preferred scanning the primary key's source_id prefix.
+    Index(None, "source_id", "target", "subject"),
 )
 
 # Derived: an origin's resolved links to entities, its own ones and those inherited from its

@@ -1,4 +1,5 @@
-"""origins: a partial index of the origins that are not present, for per-type held counts
+"""origins: a partial index of the origins that are not present, for per-type held counts;
+links: the (source_id, target) index made covering (subject), so SQLite uses it
 
 Revision ID: 0007
 Revises: 0006
@@ -17,6 +18,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.drop_index("ix_links_source_id_target", table_name="links")
+    op.create_index(
+        "ix_links_source_id_target_subject", "links", ["source_id", "target", "subject"]
+    )
     op.create_index(
         "ix_origins_absent",
         "origins",
@@ -29,3 +34,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_origins_absent", table_name="origins")
+    op.drop_index("ix_links_source_id_target_subject", table_name="links")
+    op.create_index("ix_links_source_id_target", "links", ["source_id", "target"])
