@@ -362,8 +362,16 @@ def asset_summaries(conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]
     found: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(list(ids)):
         origins: dict[str, list[dict[str, Any]]] = {}
+        inherited: dict[str, dict[str, Any]] = {}  # from a collection; the first origin wins
         for r in conn.execute(
-            select(o.c.asset_id, o.c.source_id, o.c.remote_id, o.c.status, o.c.fetch_status)
+            select(
+                o.c.asset_id,
+                o.c.source_id,
+                o.c.remote_id,
+                o.c.status,
+                o.c.fetch_status,
+                o.c.inherited,
+            )
             .where(o.c.asset_id.in_(chunk))
             .order_by(o.c.first_seen_at)
         ).mappings():
@@ -371,13 +379,16 @@ def asset_summaries(conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]
             if r["fetch_status"] is not None:  # a remote origin: where its bytes stand
                 entry["fetch"] = r["fetch_status"]
             origins.setdefault(r["asset_id"], []).append(entry)
-        organised = asset_labels(conn, chunk)
+            if r["inherited"] and r["status"] == OriginStatus.PRESENT.value:
+                values = inherited.setdefault(r["asset_id"], {})
+                for name, value in json.loads(r["inherited"]).items():
+                    values.setdefault(name, value)
+        labels = asset_labels(conn, chunk)
         for r in conn.execute(select(a).where(a.c.id.in_(chunk))).mappings():
             mine = origins.get(r["id"], [])
             # A remote image fetched on demand has no thumbnail until someone asks for it:
             # give its URL, so the gallery's request is what fetches it.
             on_demand = r["hash"] is None and any(x.get("fetch") == "on-demand" for x in mine)
-            labels, inherited = organised.get(r["id"], ((), {}))
             found[r["id"]] = {
                 "id": r["id"],
                 "status": r["status"],
@@ -397,8 +408,8 @@ def asset_summaries(conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]
                 "created_at": r["created_at"],
                 "updated_at": r["updated_at"],
                 "origins": mine,
-                "labels": list(labels),  # tags, people, studio, collections (own or inherited)
-                "inherited": inherited,  # date, photographer, details from a collection
+                "labels": labels.get(r["id"], []),  # tags, people, studio, collections…
+                "inherited": inherited.get(r["id"], {}),  # date, photographer, details
             }
     return [found[i] for i in ids if i in found]
 

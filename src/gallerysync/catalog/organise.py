@@ -138,7 +138,7 @@ def origins_linking(conn: Connection, source_id: str, targets: Collection[str]) 
         return []
     direct = subjects_linking(conn, source_id, targets)
     e = schema.entities
-    collections: set[str] = set(t for t in targets)
+    collections = set(targets)
     for chunk in _chunks(sorted(direct)):
         collections.update(
             r[0]
@@ -439,6 +439,9 @@ class AppliedEntities:
     deleted: int = 0
     changed_keys: set[str] = field(default_factory=set)  # created, updated or deleted
 
+    def counts(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in ("added", "updated", "unchanged", "deleted")}
+
 
 def apply_entities(
     tx: WriteTx,
@@ -446,7 +449,6 @@ def apply_entities(
     items: Sequence[RemoteEntity],
     *,
     seen_at: int | None,
-    counts: CountTracker | None = None,
 ) -> AppliedEntities:
     """Upsert one page of entities; idempotent. Then settle the origins the changes reach:
     a collection's members when it changed, and whatever linked to an entity that appeared
@@ -565,14 +567,13 @@ def apply_entities(
     relinked = write_links(tx, source.id, link_sets)
     # A collection whose own links changed hands down something else.
     reach |= {k for k in relinked if by_key[k].kind == "collection"}
-    tracker = counts or CountTracker(tx)
+    tracker = CountTracker(tx)
     # Dependants are found before the deleted rows go: their links still name them.
     affected = origins_linking(tx.conn, source.id, reach)
     if gone:
         _delete_entities(tx, source, gone, tracker, affected)
     settle_origins(tx, affected, tracker)
-    if counts is None:
-        tracker.apply()
+    tracker.apply()
     return result
 
 
@@ -593,24 +594,26 @@ def _delete_entities(
         tx.record(source.owner_id, "entity", r.id, "delete", r.version + 1)
 
 
-@dataclass
-class EntitySweep:
-    swept: int
-    keys: set[str]
-
-
-def sweep_entities(
-    tx: WriteTx,
-    source: Source,
-    doomed_keys: Collection[str],
-) -> EntitySweep:
-    """Delete these entities (the source no longer has them) and settle what linked to them.
-    The guards are the caller's (catalog.remote.sweep_unseen decides what is doomed)."""
-    if not doomed_keys:
-        return EntitySweep(0, set())
-    items = [RemoteEntity(k, "tag", "", "", deleted=True) for k in doomed_keys]
-    applied = apply_entities(tx, source, items, seen_at=None)
-    return EntitySweep(applied.deleted, applied.changed_keys)
+def sweep_entities(tx: WriteTx, source: Source, doomed_keys: Collection[str]) -> set[str]:
+    """Delete these entities (the source no longer has them) and settle what linked to them;
+    returns the keys deleted. The guards are the caller's (catalog.remote.sweep_unseen)."""
+    e = schema.entities
+    rows: list[Any] = []
+    for chunk in _chunks(sorted(doomed_keys)):
+        rows.extend(
+            tx.conn.execute(
+                select(e.c.id, e.c.remote_id, e.c.version).where(
+                    e.c.source_id == source.id, e.c.remote_id.in_(chunk)
+                )
+            )
+        )
+    if rows:
+        tracker = CountTracker(tx)
+        affected = origins_linking(tx.conn, source.id, [r.remote_id for r in rows])
+        _delete_entities(tx, source, rows, tracker, affected)
+        settle_origins(tx, affected, tracker)
+        tracker.apply()
+    return {r.remote_id for r in rows}
 
 
 # --- reads ---------------------------------------------------------------------------------
@@ -641,14 +644,11 @@ def entity_states(
     return [found[i] for i in ids if i in found]
 
 
-def asset_labels(
-    conn: Connection, asset_ids: Sequence[str]
-) -> dict[str, tuple[list[dict[str, Any]], dict[str, Any]]]:
-    """Per asset: its entities (`{id, kind, name, inherited}`, an own link winning over an
-    inherited one, by kind then name) and the values its present origins inherited."""
+def asset_labels(conn: Connection, asset_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Per asset: the entities its present origins link to (`{id, kind, name, inherited}`,
+    an own link winning over an inherited one), by kind then name."""
     o, oe, e = schema.origins, schema.origin_entities, schema.entities
     labels: dict[str, dict[str, dict[str, Any]]] = {}
-    inherited: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(list(asset_ids)):
         for r in conn.execute(
             select(o.c.asset_id, e.c.id, e.c.kind, e.c.name, oe.c.inherited)
@@ -661,21 +661,9 @@ def asset_labels(
             if known is None or (known["inherited"] and not r.inherited):
                 flag = bool(r.inherited)
                 mine[r.id] = {"id": r.id, "kind": r.kind, "name": r.name, "inherited": flag}
-        for asset_id, values in conn.execute(
-            select(o.c.asset_id, o.c.inherited).where(
-                o.c.asset_id.in_(chunk),
-                o.c.status == OriginStatus.PRESENT.value,
-                o.c.inherited.is_not(None),
-            )
-        ):
-            for name, value in json.loads(values).items():
-                inherited.setdefault(asset_id, {}).setdefault(name, value)
     return {
-        asset: (
-            sorted(labels.get(asset, {}).values(), key=lambda x: (x["kind"], x["name"], x["id"])),
-            inherited.get(asset, {}),
-        )
-        for asset in set(labels) | set(inherited)
+        asset: sorted(mine.values(), key=lambda x: (x["kind"], x["name"], x["id"]))
+        for asset, mine in labels.items()
     }
 
 

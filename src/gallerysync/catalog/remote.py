@@ -97,23 +97,28 @@ class RemoteOrigin:
     name: str  # the file name (its extension decides how the bytes are probed)
 
 
-def _existing(conn: Connection, source_id: str, remote_ids: Sequence[str]) -> dict[str, Any]:
+def _existing(
+    conn: Connection, source_id: str, remote_ids: Sequence[str], *, with_meta: bool
+) -> dict[str, Any]:
+    """The origins of these remote ids with their asset's hash; `with_meta` adds the stored
+    metadata (only needed to compare content versions: a ComfyUI entry's is large)."""
     o, a = schema.origins, schema.assets
+    columns = [
+        o.c.id,
+        o.c.remote_id,
+        o.c.asset_id,
+        o.c.status,
+        o.c.remote_version,
+        o.c.fetch_status,
+        o.c.version,
+        a.c.hash,
+        *([o.c.meta] if with_meta else []),
+    ]
     found: dict[str, Any] = {}
     for start in range(0, len(remote_ids), _CHUNK):
         chunk = remote_ids[start : start + _CHUNK]
         rows = conn.execute(
-            select(
-                o.c.id,
-                o.c.remote_id,
-                o.c.asset_id,
-                o.c.status,
-                o.c.remote_version,
-                o.c.fetch_status,
-                o.c.version,
-                o.c.meta,
-                a.c.hash,
-            )
+            select(*columns)
             .join(a, a.c.id == o.c.asset_id)
             .where(o.c.source_id == source_id, o.c.remote_id.in_(chunk))
         )
@@ -146,7 +151,8 @@ def apply_items(
     for item in items:
         by_id.pop(item.remote_id, None)
         by_id[item.remote_id] = item
-    existing = _existing(tx.conn, sid, list(by_id))
+    with_meta = any(i.content_version is not None for i in by_id.values())
+    existing = _existing(tx.conn, sid, list(by_id), with_meta=with_meta)
     tracker = CountTracker(tx) if organise else None
     if tracker is not None:
         tracker.watch(row.asset_id for row in existing.values())
@@ -379,7 +385,7 @@ def sweep_unseen(
     doomed_origins = [r for r in doomed if r.id not in entity_ids]
     deleted_keys: set[str] = set()
     if doomed_entities:
-        deleted_keys = sweep_entities(tx, source, doomed_entities).keys
+        deleted_keys = sweep_entities(tx, source, doomed_entities)
     if doomed_origins:
         tracker = CountTracker(tx)
         tracker.watch(r.asset_id for r in doomed_origins)

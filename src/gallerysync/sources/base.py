@@ -15,7 +15,8 @@ incremental or smart pass starts from it.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -39,6 +40,8 @@ __all__ = [
     "SupportsTotals",
     "SupportsUrlRefresh",
     "capabilities_of",
+    "decode_cursor",
+    "encode_cursor",
 ]
 
 
@@ -47,9 +50,26 @@ class ListMode(enum.StrEnum):
     INCREMENTAL = "incremental"  # what changed after the cursor (or after `since`)
 
 
+def encode_cursor(state: dict[str, Any]) -> str:
+    """A connector's cursor state as the opaque string the engine stores."""
+    return json.dumps(state, separators=(",", ":"), sort_keys=True)
+
+
+def decode_cursor(cursor: str | None) -> dict[str, Any]:
+    """The state of `encode_cursor`; `{}` (start over: upserts are idempotent) for none or for
+    a cursor an older version wrote."""
+    if not cursor:
+        return {}
+    try:
+        state = json.loads(cursor)
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
-    items: list[RemoteItem] | list[RemoteEntity]  # one entity type per page
+    items: Sequence[RemoteItem | RemoteEntity]  # of one entity type
     cursor: str | None  # pass back to continue; with `done`, the watermark for next time
     done: bool  # nothing follows in this pass
     refused: tuple[str, ...] = ()  # listed but not taken (an unsafe name): why, for the run
@@ -133,7 +153,7 @@ class SupportsTotals(Protocol):
 class SupportsFetchByIds(Protocol):
     async def fetch_items(
         self, entity_type: str, remote_ids: list[str]
-    ) -> list[RemoteItem] | list[RemoteEntity]:
+    ) -> Sequence[RemoteItem | RemoteEntity]:
         """These items as the source has them now; an id left out no longer exists."""
         ...
 

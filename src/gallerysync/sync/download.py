@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from gallerysync.blobs.base import BlobStore, StoredBlob
 from gallerysync.blobs.local import LocalBlobStore
+from gallerysync.blobs.thumbnails import ThumbnailError, make_thumbnail
 from gallerysync.catalog import Catalog, schema
 from gallerysync.catalog.jobs import enqueue_many
 from gallerysync.catalog.remote import (
@@ -54,6 +55,7 @@ from gallerysync.sources.http import backoff_delay, new_session
 from gallerysync.sources.registry import get_kind
 from gallerysync.sync.group_commit import GroupCommit
 from gallerysync.sync.register import thumbnail_jobs
+from gallerysync.sync.thumbnails import store_thumbnail
 
 __all__ = ["DownloadReport", "Downloader", "run_download_job"]
 
@@ -215,9 +217,6 @@ class Downloader:
         `paths.thumbnail`), made into ours — a tile without fetching the original. The hash of
         the stored thumbnail, or None when no origin's source offers one (or it failed: the
         caller falls back to the original)."""
-        from gallerysync.blobs.thumbnails import ThumbnailError, make_thumbnail
-        from gallerysync.sync.thumbnails import store_thumbnail
-
         for origin_id in await asyncio.to_thread(self._origins_for_asset, asset_id):
             origin, source = await asyncio.to_thread(self._load, origin_id)
             if origin.fetch_status != "on-demand":

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -247,7 +248,7 @@ class RemoteSync:
         ):
             assert isinstance(connector, SupportsChangeCount)
             count = await self._retrying(lambda: connector.change_count(etype, state.watermark))
-            if count == 0 and not await self._totals_agree(connector, caps, etype):
+            if count == 0 and await self._totals_match(connector, caps, etype) is False:
                 count = None  # something went away: list, then sweep by id set
             if count == 0:
                 self.report.skipped_types.append(etype)
@@ -302,12 +303,14 @@ class RemoteSync:
         final = PassState(page.cursor, None, state.last_sync_at)
         await asyncio.to_thread(self._save_state, etype, final, True)
 
-    async def _totals_agree(self, connector: RemoteSource, caps: Capabilities, etype: str) -> bool:
-        """The source has as many items of this type as we hold (sources with typed keys and
-        totals): after an incremental pass that means nothing was deleted. True when the
-        source cannot tell."""
+    async def _totals_match(
+        self, connector: RemoteSource, caps: Capabilities, etype: str
+    ) -> bool | None:
+        """Whether the source has as many items of this type as we hold (sources with typed
+        keys and totals): after an incremental pass, equal means nothing was deleted. None
+        when the source cannot tell."""
         if not (caps.totals and caps.organises):
-            return True
+            return None
         assert isinstance(connector, SupportsTotals)
         total = await self._retrying(lambda: connector.total(etype))
 
@@ -389,7 +392,7 @@ class RemoteSync:
         if mode == ListMode.FULL and caps.complete_listing:
             pass
         elif caps.id_listing:
-            if caps.totals and caps.organises and await self._totals_agree(connector, caps, etype):
+            if await self._totals_match(connector, caps, etype):
                 return  # as many as we hold, and every change was listed: nothing went
             assert isinstance(connector, SupportsIdListing)
             keep = {remote_id async for remote_id in connector.list_ids(etype)}
@@ -430,7 +433,7 @@ class RemoteSync:
     def _apply(
         self,
         etype: str,
-        items: list[RemoteItem] | list[RemoteEntity],
+        items: Sequence[RemoteItem | RemoteEntity],
         state: PassState | None,
         seen_at: int | None,
     ) -> None:
@@ -438,47 +441,29 @@ class RemoteSync:
         entities = [i for i in items if isinstance(i, RemoteEntity)]
         assets = [i for i in items if isinstance(i, RemoteItem)]
         with self.catalog.write() as tx:
-            merged = to_download = 0
+            counts: dict[str, int]
             if entities:
                 done = apply_entities(tx, self.source, entities, seen_at=seen_at)
                 add_pending(tx, self.source.id, self._later(etype), done.changed_keys)
-                added, updated, unchanged, deleted = (
-                    done.added,
-                    done.updated,
-                    done.unchanged,
-                    done.deleted,
-                )
+                counts = done.counts()
             else:
-                applied = apply_items(
-                    tx,
-                    self.source,
-                    assets,
-                    policy=self.policy,
-                    seen_at=seen_at,
-                    name_media=guess_media,
-                    organise=self._typed,
+                counts = dataclasses.asdict(
+                    apply_items(
+                        tx,
+                        self.source,
+                        assets,
+                        policy=self.policy,
+                        seen_at=seen_at,
+                        name_media=guess_media,
+                        organise=self._typed,
+                    )
                 )
-                added, updated, unchanged, deleted = (
-                    applied.added,
-                    applied.updated,
-                    applied.unchanged,
-                    applied.deleted,
-                )
-                merged, to_download = applied.merged, applied.to_download
             if state is not None:
                 save_pass_state(tx, self.source.id, etype, state, finished=False)
             listed = self.report.counts.get("listed", 0) + len(items)
             assert self.report.run_id is not None
             record_progress(tx, self.source, self.report.run_id, listed, 0)
-        self.report.bump(
-            listed=len(items),
-            added=added,
-            updated=updated,
-            unchanged=unchanged,
-            deleted=deleted,
-            merged=merged,
-            to_download=to_download,
-        )
+        self.report.bump(listed=len(items), **counts)
 
 
 def add_remote_source(

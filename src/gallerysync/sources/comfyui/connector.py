@@ -27,7 +27,14 @@ from typing import Any, ClassVar
 import aiohttp
 
 from gallerysync.errors import MalformedResponseError, RemoteError
-from gallerysync.sources.base import ItemRef, ListMode, Page, RemoteItem
+from gallerysync.sources.base import (
+    ItemRef,
+    ListMode,
+    Page,
+    RemoteItem,
+    decode_cursor,
+    encode_cursor,
+)
 from gallerysync.sources.comfyui.history import ParsedEntry, parse_history
 from gallerysync.sources.http import HttpByteStream, get_json, open_stream
 
@@ -38,20 +45,6 @@ ENTITY = "image"
 KNOWN_IDS = 64  # newest prompt ids remembered in the cursor
 FIRST_WINDOW = 64
 FULL_PAGE = 250  # history entries per full-pass page (each holds a graph and a workflow)
-
-
-def _encode(state: dict[str, Any]) -> str:
-    return json.dumps(state, separators=(",", ":"))
-
-
-def _decode(cursor: str | None) -> dict[str, Any]:
-    if not cursor:
-        return {}
-    try:
-        state = json.loads(cursor)
-    except ValueError:
-        return {}  # a cursor from an older version: start over (upserts are idempotent)
-    return state if isinstance(state, dict) else {}
 
 
 class ComfyUISource:
@@ -86,7 +79,7 @@ class ComfyUISource:
     ) -> Page:
         if entity_type != ENTITY:
             raise ValueError(f"ComfyUI has no entity type {entity_type!r}")
-        state = _decode(cursor)
+        state = decode_cursor(cursor)
         if mode == ListMode.FULL:
             return await self._full_page(state)
         return await self._incremental_page(state, since)
@@ -103,7 +96,9 @@ class ComfyUISource:
                 items.pop(item.remote_id, None)
                 items[item.remote_id] = item  # a later prompt wins: it is the newer version
             known = [*known, entry.prompt_id][-KNOWN_IDS:]
-        return Page(list(items.values()), _encode({**state, "known": known}), done, tuple(refused))
+        return Page(
+            list(items.values()), encode_cursor({**state, "known": known}), done, tuple(refused)
+        )
 
     async def _incremental_page(self, state: dict[str, Any], since: int | None) -> Page:
         known = [str(k) for k in state.get("known", [])]
@@ -167,7 +162,7 @@ class ComfyUISource:
     async def change_count(self, entity_type: str, cursor: str | None) -> int | None:
         """0 when the newest history entry is one we hold (smart sync skips); None otherwise.
         An empty history is 0: evictions and restarts are not changes we mirror."""
-        known = set(_decode(cursor).get("known", []))
+        known = set(decode_cursor(cursor).get("known", []))
         newest = await self._history(max_items=1)
         if not newest:
             return 0

@@ -40,12 +40,14 @@ from typing import Any, ClassVar
 import aiohttp
 import orjson
 
+from gallerysync.domain import RemoteEntity, RemoteItem
 from gallerysync.errors import MalformedResponseError, RemoteError, RemoteRefusedError
-from gallerysync.sources.base import ItemRef, ListMode, Page
+from gallerysync.sources.base import ItemRef, ListMode, Page, decode_cursor, encode_cursor
 from gallerysync.sources.http import HttpByteStream, open_stream, status_error, transport_error
 from gallerysync.sources.stash.parse import (
     ENTITY_TYPES,
     FIELDS,
+    KINDS,
     PLURAL,
     Parsed,
     digest,
@@ -61,20 +63,6 @@ SMART_PEEK = 200  # a smart check fetches at most this many changed items to com
 AT_LIMIT = 1000  # digests remembered for the watermark's second
 _UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]|^\.\.?$")
 _FILTER_ARG = {t: f"{t}_filter" for t in ENTITY_TYPES}
-
-
-def _encode(state: dict[str, Any]) -> str:
-    return json.dumps(state, separators=(",", ":"), sort_keys=True)
-
-
-def _decode(cursor: str | None) -> dict[str, Any]:
-    if not cursor:
-        return {}
-    try:
-        state = json.loads(cursor)
-    except ValueError:
-        return {}
-    return state if isinstance(state, dict) else {}
 
 
 def _second(text: str) -> str:
@@ -198,9 +186,8 @@ class StashSource:
         refused: list[str] = []
         for i, node in enumerate(nodes):
             item = parse_node(etype, node, f"{_find(etype)}.{PLURAL[etype]}[{i}]")
-            name = getattr(item, "name", "")
-            if etype in ("image", "scene") and _UNSAFE_NAME.search(name):
-                refused.append(f"{item.remote_id}: unsafe file name {name!r}")
+            if isinstance(item, RemoteItem) and _UNSAFE_NAME.search(item.name):
+                refused.append(f"{item.remote_id}: unsafe file name {item.name!r}")
                 continue
             items.append(item)
         return items, refused
@@ -212,7 +199,7 @@ class StashSource:
     ) -> Page:
         if entity_type not in ENTITY_TYPES:
             raise ValueError(f"Stash has no entity type {entity_type!r}")
-        state = _decode(cursor)
+        state = decode_cursor(cursor)
         if mode == ListMode.FULL:
             if state.get("m") != "full":
                 state = {"m": "full", "page": 1}
@@ -248,10 +235,10 @@ class StashSource:
                 "max": newest,
                 "at_pass": at,
             }
-            return Page(items, _encode(following), False, tuple(refused))  # type: ignore[arg-type]
+            return Page(items, encode_cursor(following), False, tuple(refused))
         return Page(
-            items,  # type: ignore[arg-type]
-            _encode(self._watermark(state, newest, at, disturbed)),
+            items,
+            encode_cursor(self._watermark(state, newest, at, disturbed)),
             True,
             tuple(refused),
         )
@@ -299,7 +286,7 @@ class StashSource:
         """Rows changed after the watermark, in one request with the type's total. Rows in
         the watermark's own second come back every time (Stash compares `>` on text at second
         precision): when all of them are ones we hold with the same digest, that is 0."""
-        state = _decode(cursor)
+        state = decode_cursor(cursor)
         if state.get("m") != "mark":
             return None
         after = state.get("since")
@@ -396,8 +383,6 @@ class StashSource:
     async def fetch_items(self, entity_type: str, remote_ids: list[str]) -> list[Parsed]:
         """These rows now, one aliased single lookup each (`findImages(ids:)` fails the whole
         query for one missing id); a row that is gone comes back as a deleted item."""
-        from gallerysync.domain import RemoteEntity, RemoteItem
-
         if not remote_ids:
             return []
         numbers = [k.partition(":")[2] for k in remote_ids]
@@ -414,7 +399,7 @@ class StashSource:
                 if entity_type in ("image", "scene"):
                     found.append(RemoteItem(key, "", "", deleted=True))
                 else:
-                    found.append(RemoteEntity(key, "tag", "", "", deleted=True))
+                    found.append(RemoteEntity(key, KINDS[entity_type], "", "", deleted=True))
                 continue
             item = parse_node(entity_type, node, f"{_find_one(entity_type)}({key})")
             if isinstance(item, RemoteItem) and _UNSAFE_NAME.search(item.name):
@@ -428,13 +413,15 @@ class StashSource:
         galleries = sorted({t.partition(":")[2] for t in targets if t.startswith("gallery:")})
         if entity_type not in ("image", "scene") or not galleries:
             return Page([], None, True)
-        page = int(_decode(cursor).get("page", 1))
+        page = int(decode_cursor(cursor).get("page", 1))
         criteria = {"galleries": {"value": galleries, "modifier": "INCLUDES"}}
         what = f"in {len(galleries)} galleries, page {page}"
         count, nodes = await self._page(entity_type, page, criteria, what)
         items, refused = self._parse(entity_type, nodes)
         done = len(nodes) < self.page_size or page * self.page_size >= count
-        return Page(items, None if done else _encode({"page": page + 1}), done, tuple(refused))  # type: ignore[arg-type]
+        return Page(
+            items, None if done else encode_cursor({"page": page + 1}), done, tuple(refused)
+        )
 
     # --- bytes -----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from gallerysync.errors import MalformedResponseError
 __all__ = [
     "ENTITY_TYPES",
     "FIELDS",
+    "KINDS",
     "PLURAL",
     "Parsed",
     "parse_node",
@@ -61,7 +62,7 @@ FIELDS = {
         " studio { id } tags { id } performers { id } galleries { id }"
     ),
 }
-_KINDS = {
+KINDS = {
     "studio": "studio",
     "tag": "tag",
     "performer": "person",
@@ -136,7 +137,7 @@ def parse_node(etype: str, raw: Any, where: str) -> Parsed:
     version = digest(raw)
     updated = node.text("updated_at", need=True)
     assert updated is not None
-    if etype in _KINDS:
+    if etype in KINDS:
         links: list[str] = []
         fields: dict[str, Any]
         if etype == "studio":
@@ -179,7 +180,7 @@ def parse_node(etype: str, raw: Any, where: str) -> Parsed:
             )
         assert name is not None
         fields = _clean(fields | {"updated_at": updated})
-        return RemoteEntity(key, _KINDS[etype], name, version, fields, tuple(links))
+        return RemoteEntity(key, KINDS[etype], name, version, fields, tuple(links))
     return _parse_asset(etype, node, key, version, updated)
 
 
