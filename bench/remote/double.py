@@ -15,13 +15,11 @@ PNGs of ~200 KB, see `noise_pngs`), `{"op": "stats"}` (the double's `requests` c
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import random
 import struct
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -29,6 +27,10 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = BENCH_DIR.parent
+if str(BENCH_DIR) not in sys.path:  # this file is also the child's script
+    sys.path.insert(0, str(BENCH_DIR))
+
+from childproc import JsonLineChild  # noqa: E402
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -104,73 +106,22 @@ def _serve(root: Path) -> int:
     return 0
 
 
-class DoubleProcess:
-    """The parent's handle on a double child process."""
+class DoubleProcess(JsonLineChild):
+    """The parent's handle on a ComfyUI double child process."""
+
+    name = "ComfyUI double"
 
     def __init__(self, root: Path, log_path: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), str(root)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-        )
-        hello = self._read()
-        self.url: str = hello["url"]
-        self.pid: int = hello["pid"]
-
-    def _read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            code = self.proc.wait(30)
-            raise RuntimeError(
-                f"the ComfyUI double exited {code}: {self.log_path.read_text()[-4000:]}"
-            )
-        body: dict[str, Any] = json.loads(line)
-        if "error" in body:
-            raise RuntimeError(f"the ComfyUI double: {body['error']}")
-        return body
-
-    def call(self, op: str, **args: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
+        super().__init__([sys.executable, str(Path(__file__).resolve()), str(root)], log_path)
 
     def stats(self) -> dict[str, Any]:
         return self.call("stats")
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the double, all threads (from /proc/PID/stat)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     def output_files(self) -> list[str]:
         folder = self.root / "output"
         return sorted(str(folder / name) for name in os.listdir(folder))
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError, RuntimeError, ValueError):
-                self.call("quit")
-        try:
-            code = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait(30)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
-        self._log.close()
-        return code
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 if __name__ == "__main__":

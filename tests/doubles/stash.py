@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import io
 import json
 import random
@@ -463,8 +464,6 @@ class StashDouble:
         return f"http://127.0.0.1:{self._port}{path}"
 
     def _files(self, row: Row) -> list[dict[str, Any]]:
-        import hashlib
-
         md5 = hashlib.md5(row.data).hexdigest()
         base = {
             "id": str(row.id),
@@ -496,6 +495,10 @@ class StashDouble:
                 }
             ]
         return [base | {"__typename": "ImageFile", "format": "png", "width": 24, "height": 24}]
+
+    def image_count(self, gallery: int) -> int:
+        """`Gallery.image_count`, resolved only when selected (a scan of every image here)."""
+        return sum(gallery in r.links.get("galleries", []) for r in self.rows["image"].values())
 
     def _obj(self, row: Row) -> dict[str, Any]:
         """The GraphQL object of a row; relations resolve lazily (callables)."""
@@ -560,9 +563,7 @@ class StashDouble:
                 if g in self.rows["group"]
             ]
         if kind == "gallery":
-            out["image_count"] = sum(
-                row.id in r.links.get("galleries", []) for r in self.rows["image"].values()
-            )
+            out["image_count"] = lambda _info: self.image_count(row.id)
             out["paths"] = {"cover": "", "preview": ""}
             out["scenes"] = []
         if kind in ("tag", "performer"):
