@@ -3,7 +3,6 @@ clear message, and the sync as a whole goes on. Against the ComfyUI double's fau
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from tests.sources.remote_support import (
 
 
 def _temp_files(runtime: Runtime) -> list[str]:
-    return os.listdir(runtime.blobs.tmp)
+    return [str(path) for path in runtime.blobs.temp_files()]
 
 
 def test_history_500_and_429_are_retried(comfy: ComfyUIDouble, runtime: Runtime) -> None:

@@ -1,8 +1,10 @@
 """Local-disk blob store: `<root>/<2 hex>/<2 hex>/<64 hex>`, written atomically.
 
-A write goes to `<root>/tmp/` while it is hashed, is checked against the announced hash and
-size, fsynced, renamed into place and the directory fsynced. A crash leaves at most a temp file,
-which `clean_temp()` removes at the next open; a partial file never carries a blob's name.
+A write goes to `<root>/tmp/` while it is hashed (bytes held in memory until a group commit
+writes them go to `<root>/tmp/<first hex digit of their hash>/`), is checked against the
+announced hash and size, fsynced, renamed into place and the directory fsynced. A crash leaves
+at most a temp file, which `clean_temp()` removes at the next open; a partial file never
+carries a blob's name.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class LocalBlobStore:
         self.root = root
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self._dirs: set[Path] = set()  # blob directories known to exist (no mkdir per blob)
 
     def clean_temp(self) -> int:
         """Remove temp files left by killed writers. Returns how many were removed.
@@ -38,9 +41,9 @@ class LocalBlobStore:
         is gone can be locked here and removed; another process's write in progress is safe.
         """
         removed = 0
-        for entry in os.scandir(self.tmp):
+        for path in self.temp_files():
             try:
-                fd = os.open(entry.path, os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:
                 continue
             try:
@@ -49,10 +52,29 @@ class LocalBlobStore:
                 os.close(fd)
                 continue
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
+                os.unlink(path)
                 removed += 1
             os.close(fd)
         return removed
+
+    def temp_files(self) -> list[Path]:
+        """Temp files present now: in `tmp/`, and in its shards `tmp/<hex>/` (in-memory blobs
+        are staged there by the first hex digit of their hash, so that writers in several
+        threads create files in different directories, which ext4 does in parallel)."""
+        found: list[Path] = []
+        for entry in os.scandir(self.tmp):
+            if entry.is_dir(follow_symlinks=False):
+                found.extend(Path(sub.path) for sub in os.scandir(entry.path) if sub.is_file())
+            elif entry.is_file(follow_symlinks=False):
+                found.append(Path(entry.path))
+        return found
+
+    def _temp_dir(self, blob_hash: str | None) -> Path:
+        if blob_hash is None:
+            return self.tmp
+        shard = self.tmp / blob_hash[0]
+        self._ensure_dir(shard)
+        return shard
 
     def _path(self, blob_hash: str) -> Path:
         if not is_hash(blob_hash):
@@ -74,10 +96,32 @@ class LocalBlobStore:
         finally:
             writer.abort()
 
-    def open_writer(self, *, expected_size: int | None = None) -> BlobWriter:
+    def open_writer(
+        self, *, expected_size: int | None = None, in_memory: bool = False
+    ) -> BlobWriter:
         """An incremental write, for bytes that arrive from the network: `write` chunks as they
-        come (hashed on the way), then `commit` (verify, fsync, rename) or `abort`."""
-        return BlobWriter(self, expected_size)
+        come (hashed on the way), then `commit` (verify, fsync, rename) or `abort`.
+
+        `in_memory` (needs `expected_size`): keep the bytes in memory until `stage`, so the
+        caller's thread (an event loop) never waits on the file system; for bodies of a known,
+        bounded size whose disk work a group commit does in its own thread."""
+        return BlobWriter(self, expected_size, in_memory=in_memory)
+
+    def _ensure_dir(self, path: Path) -> None:
+        """mkdir -p, once per directory per store (several threads may race: harmless)."""
+        if path not in self._dirs:
+            path.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path)
+
+    def _place(self, temp: str, final: Path) -> None:
+        """Rename a temp file to its blob path, creating the blob's directories once."""
+        parent = final.parent
+        self._ensure_dir(parent)
+        try:
+            os.replace(temp, final)
+        except FileNotFoundError:  # the directory went away (removed by hand): make it again
+            parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temp, final)
 
     def put_bytes(self, data: bytes) -> StoredBlob:
         return self.put_stream([data])
@@ -148,37 +192,66 @@ _SYNCFS = _load_syncfs()
 
 
 class BlobWriter:
-    """One blob being written: a locked temp file in `<root>/tmp/`, hashed as it grows."""
+    """One blob being written: a locked temp file in `<root>/tmp/`, hashed as it grows — or,
+    `in_memory`, the bytes in memory until `stage` writes that temp file."""
 
-    def __init__(self, store: LocalBlobStore, expected_size: int | None) -> None:
+    def __init__(
+        self, store: LocalBlobStore, expected_size: int | None, *, in_memory: bool = False
+    ) -> None:
+        if in_memory and expected_size is None:
+            raise ValueError("an in-memory blob needs its expected size (memory is bounded)")
         self.store = store
         self.expected_size = expected_size
         self.size = 0
         self._hasher = new_hasher()
         self._digest = ""
-        fd, self._tmp_name = tempfile.mkstemp(dir=store.tmp, prefix="put-")
+        self._tmp_name = ""
+        self._out: BinaryIO | None = None
+        self._chunks: list[bytes] | None = [] if in_memory else None
+        self._data: bytes | None = None  # the in-memory bytes, joined by `finish`
+        self._open = True
+        if not in_memory:
+            self._create_temp()
+
+    def _create_temp(self) -> None:
+        shard = self.store._temp_dir(self._digest or None)
+        fd, self._tmp_name = tempfile.mkstemp(dir=shard, prefix="put-")
         fcntl.flock(fd, fcntl.LOCK_EX)
-        self._out: BinaryIO | None = os.fdopen(fd, "wb")
+        self._out = os.fdopen(fd, "wb")
+
+    @property
+    def data(self) -> bytes | None:
+        """An in-memory blob's bytes after `finish` (None for a file-backed one)."""
+        return self._data
 
     def write(self, chunk: bytes) -> None:
-        assert self._out is not None, "write after commit/abort"
+        assert self._open, "write after commit/abort"
         self.size += len(chunk)
         if self.expected_size is not None and self.size > self.expected_size:
             raise BlobIntegrityError(f"more bytes than the announced {self.expected_size}")
         self._hasher.update(chunk)
-        self._out.write(chunk)
+        if self._chunks is not None:
+            self._chunks.append(chunk)
+        else:
+            assert self._out is not None
+            self._out.write(chunk)
 
     def commit(self, *, expected_hash: str | None = None) -> StoredBlob:
         """Verify against the announced size and hash, then make the bytes a blob. On a
         mismatch nothing is stored (the temp file is removed) and `BlobIntegrityError` says
         what differed."""
+        assert self._open, "commit after commit/abort"
+        if self._chunks is not None:
+            self._write_memory(b"".join(self._chunks))
+            self._chunks = None
         out = self._out
-        assert out is not None, "commit after commit/abort"
+        assert out is not None
         try:
             out.flush()
             os.fsync(out.fileno())
             out.close()
             self._out = None
+            self._open = False
             digest = str(self._hasher.hexdigest())
             if self.expected_size is not None and self.size != self.expected_size:
                 raise BlobIntegrityError(f"got {self.size} bytes, announced {self.expected_size}")
@@ -189,8 +262,7 @@ class BlobWriter:
                 os.unlink(self._tmp_name)
                 os.utime(final)  # fresh again: gc's grace period protects it anew
             else:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self._tmp_name, final)
+                self.store._place(self._tmp_name, final)
                 _fsync_dir(final.parent)
             self._tmp_name = ""
             return StoredBlob((digest, self.size))
@@ -200,16 +272,26 @@ class BlobWriter:
 
     @property
     def temp_path(self) -> Path:
+        assert self._tmp_name, "an in-memory blob has no temp file before `stage`"
         return Path(self._tmp_name)
+
+    def _write_memory(self, data: bytes) -> None:
+        self._create_temp()
+        assert self._out is not None
+        self._out.write(data)
+        self._out.flush()
 
     def finish(self, *, expected_hash: str | None = None) -> StoredBlob:
         """Verify like `commit`, but leave the bytes in the (still locked) temp file: the
         caller makes a whole batch durable with one `LocalBlobStore.sync()` and then
         `publish`es each — one flush of the file system instead of an fsync per file."""
-        out = self._out
-        assert out is not None, "finish after commit/abort"
+        assert self._open, "finish after commit/abort"
         try:
-            out.flush()
+            if self._chunks is not None:
+                self._data = b"".join(self._chunks)
+                self._chunks = None
+            elif self._out is not None:
+                self._out.flush()
             digest = str(self._hasher.hexdigest())
             if self.expected_size is not None and self.size != self.expected_size:
                 raise BlobIntegrityError(f"got {self.size} bytes, announced {self.expected_size}")
@@ -221,27 +303,48 @@ class BlobWriter:
         self._digest = digest
         return StoredBlob((digest, self.size))
 
+    def stage(self) -> None:
+        """After `finish`, in the group commit's thread: write an in-memory blob's bytes to its
+        locked temp file, unless the store already holds them (then nothing is written). A
+        no-op for a file-backed writer, whose bytes are already there."""
+        assert self._open and self._digest, "stage without finish"
+        final = self.store._path(self._digest)
+        self.store._ensure_dir(final.parent)  # here, not in `publish`: mkdir waits on the disk
+        if self._data is None or self._tmp_name or final.exists():
+            return
+        self._write_memory(self._data)
+
     def publish(self) -> StoredBlob:
-        """After `finish` and a `LocalBlobStore.sync()`: rename the bytes to their hash. The
-        rename itself is made durable by the next `sync()` (before anything references it)."""
-        assert self._out is not None and self._digest, "publish without finish"
+        """After `finish`, `stage` and a `LocalBlobStore.sync()`: rename the bytes to their
+        hash. The rename itself is made durable by the next `sync()` (before anything
+        references it)."""
+        assert self._open and self._digest, "publish without finish"
         final = self.store._path(self._digest)
         if final.exists():
-            os.unlink(self._tmp_name)
+            if self._tmp_name:
+                os.unlink(self._tmp_name)
             os.utime(final)
         else:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._tmp_name, final)
+            if not self._tmp_name:  # staging found the blob, which went away since: write it
+                assert self._data is not None
+                self._write_memory(self._data)
+                assert self._out is not None
+                os.fsync(self._out.fileno())  # this file missed the batch's first flush
+            self.store._place(self._tmp_name, final)
         self._tmp_name = ""
-        self._out.close()  # releases the flock: the file has its final name now
-        self._out = None
+        self._close()  # releases the flock: the file has its final name now
         return StoredBlob((self._digest, self.size))
 
-    def abort(self) -> None:
-        """Drop the temp file (a no-op after a successful commit)."""
+    def _close(self) -> None:
+        self._open = False
+        self._chunks = self._data = None
         if self._out is not None:
             self._out.close()
             self._out = None
+
+    def abort(self) -> None:
+        """Drop the temp file and any bytes held (a no-op after a successful commit)."""
+        self._close()
         if self._tmp_name:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._tmp_name)

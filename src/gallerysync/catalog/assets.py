@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
@@ -516,5 +517,5 @@ def count_assets(conn: Connection, status: str | None = None) -> int:
 
 
 def origin_meta(origin_row: RowMapping) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(origin_row["meta"])
+    loaded: dict[str, Any] = orjson.loads(origin_row["meta"])
     return loaded

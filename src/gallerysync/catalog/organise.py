@@ -362,7 +362,7 @@ def settle_origins(tx: WriteTx, origin_ids: Collection[str], counts: CountTracke
             collections = sorted(
                 (x for x in own if x.kind == "collection"), key=lambda x: collection_key(x.key)
             )
-            new, inherited = _derive(json.loads(r.meta), own, collections, resolved_c_links)
+            new, inherited = _derive(orjson.loads(r.meta), own, collections, resolved_c_links)
             old = old_rows.get(r.id, {})
             changed = False
             for entity_id in old.keys() - new.keys():

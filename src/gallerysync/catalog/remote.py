@@ -33,6 +33,7 @@ from gallerysync.catalog.jobs import enqueue_many
 from gallerysync.catalog.organise import CountTracker, settle_origins, sweep_entities, write_links
 from gallerysync.domain import AssetStatus, OriginStatus, RemoteItem, Source, new_id, now_ms
 from gallerysync.errors import NotFoundError
+from gallerysync.gc_pause import gc_paused
 
 __all__ = [
     "FETCH_WANTED",
@@ -238,7 +239,7 @@ def apply_items(
             item.content_may_change
             or (
                 item.content_version is not None
-                and json.loads(row.meta).get("content_version") != item.content_version
+                and orjson.loads(row.meta).get("content_version") != item.content_version
             )
         ):
             values["fetch_status"] = fetch_new if fetch_new != "off" else "done"
@@ -503,26 +504,27 @@ def get_remote_origins(conn: Connection, origin_ids: Sequence[str]) -> dict[str,
     """Origins with what phase 2 needs of their asset, by id (unknown ids are left out)."""
     o, a = schema.origins, schema.assets
     found: dict[str, RemoteOrigin] = {}
-    for start in range(0, len(origin_ids), _CHUNK):
-        for row in conn.execute(
-            select(o, a.c.hash.label("asset_hash"), a.c.owner_id)
-            .join(a, a.c.id == o.c.asset_id)
-            .where(o.c.id.in_(origin_ids[start : start + _CHUNK]))
-        ):
-            found[row.id] = RemoteOrigin(
-                id=row.id,
-                source_id=row.source_id,
-                remote_id=row.remote_id,
-                asset_id=row.asset_id,
-                status=row.status,
-                meta=json.loads(row.meta),
-                remote_version=row.remote_version,
-                fetch_status=row.fetch_status,
-                etag=row.etag,
-                asset_hash=row.asset_hash,
-                owner_id=row.owner_id,
-                name=row.path or row.remote_id.rpartition("/")[2],
-            )
+    with gc_paused():  # thousands of decoded metas at once: see `gc_pause`
+        for start in range(0, len(origin_ids), _CHUNK):
+            for row in conn.execute(
+                select(o, a.c.hash.label("asset_hash"), a.c.owner_id)
+                .join(a, a.c.id == o.c.asset_id)
+                .where(o.c.id.in_(origin_ids[start : start + _CHUNK]))
+            ):
+                found[row.id] = RemoteOrigin(
+                    id=row.id,
+                    source_id=row.source_id,
+                    remote_id=row.remote_id,
+                    asset_id=row.asset_id,
+                    status=row.status,
+                    meta=orjson.loads(row.meta),
+                    remote_version=row.remote_version,
+                    fetch_status=row.fetch_status,
+                    etag=row.etag,
+                    asset_hash=row.asset_hash,
+                    owner_id=row.owner_id,
+                    name=row.path or row.remote_id.rpartition("/")[2],
+                )
     return found
 
 

@@ -21,6 +21,7 @@ import aiohttp
 import orjson
 
 from gallerysync.errors import MalformedResponseError, RemoteError, RemoteRefusedError
+from gallerysync.gc_pause import gc_paused
 
 __all__ = [
     "CHUNK_SIZE",
@@ -113,7 +114,8 @@ async def get_json(
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise transport_error(what, exc) from exc
     try:
-        return orjson.loads(body)
+        with gc_paused():
+            return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedResponseError(f"{what}: the reply is not JSON ({exc})") from exc
 

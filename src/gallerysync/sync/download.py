@@ -1,8 +1,11 @@
 """Phase 2: fetch remote bytes into the blob store, verified, never twice.
 
-A download streams into a locked temp file in the blob store while BLAKE3 hashes it; it is
-checked against the announced length (a truncated body is an error, not a blob) and, where the
-source announced one, the content hash; then fsynced and renamed to its hash. Only then does one
+A download is hashed with BLAKE3 as it streams, into memory when its announced length is small
+enough (`MAX_IN_MEMORY`, within a budget of `MEMORY_BUDGET` for all of them) and otherwise into
+a locked temp file in the blob store; it is checked against the announced length (a truncated
+body is an error, not a blob) and, where the source announced one, the content hash. The group
+commit then writes the in-memory ones to temp files in its own thread — the event loop never
+waits on the file system for them — flushes, and renames each to its hash. Only then does one
 write transaction attach the bytes to the asset (merging with an asset that already has them).
 A killed process leaves at most a temp file, removed at the next start.
 
@@ -20,13 +23,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from gallerysync.blobs.base import BlobStore, StoredBlob
-from gallerysync.blobs.local import LocalBlobStore
+from gallerysync.blobs.local import BlobWriter, LocalBlobStore
 from gallerysync.blobs.thumbnails import ThumbnailError, make_thumbnail
 from gallerysync.catalog import Catalog, schema
 from gallerysync.catalog.jobs import enqueue_many
@@ -50,7 +52,7 @@ from gallerysync.errors import (
     RemoteRefusedError,
 )
 from gallerysync.sources.base import ItemRef, RemoteSource, SupportsThumbnails
-from gallerysync.sources.folder.media import MediaError, MediaInfo, probe_file
+from gallerysync.sources.folder.media import MediaError, MediaInfo, probe_bytes, probe_file
 from gallerysync.sources.http import backoff_delay, new_session
 from gallerysync.sources.registry import get_kind
 from gallerysync.sync.group_commit import GroupCommit
@@ -62,6 +64,8 @@ __all__ = ["DownloadReport", "Downloader", "run_download_job"]
 log = logging.getLogger(__name__)
 MAX_SOURCE_THUMBNAIL = 32 * 1024 * 1024  # a source's "thumbnail" bigger than this is refused
 MAX_UNCOMMITTED = 256  # verified downloads waiting for the group commit (each holds a temp fd)
+MAX_IN_MEMORY = 8 * 1024 * 1024  # a body announced up to this size is held in memory, not a file
+MEMORY_BUDGET = 64 * 1024 * 1024  # in-memory bodies of one Downloader, together
 DownloadProgress = Callable[[int, int, int], None]  # done, total, bytes
 
 
@@ -138,6 +142,7 @@ class Downloader:
         self._commits: GroupCommit[_Ready, str] = GroupCommit(
             self.blobs, self._record_batch, limit=MAX_UNCOMMITTED
         )
+        self._in_memory = 0  # bytes of bodies held in memory, until their commit ends
 
     async def __aenter__(self) -> Downloader:
         self._session = new_session(limit=max(32, self.concurrency * 2))
@@ -333,25 +338,48 @@ class Downloader:
                     await asyncio.to_thread(self._write, mark_not_modified, origin.id)
                     report.not_modified += 1
                     return
-                writer = self.blobs.open_writer(expected_size=stream.size)
+                held = self._hold(stream.size)
                 try:
-                    async for chunk in stream.chunks():
-                        writer.write(chunk)
-                    stored = writer.finish(expected_hash=str(expected) if expected else None)
+                    if held:
+                        writer = self.blobs.open_writer(expected_size=stream.size, in_memory=True)
+                    else:
+                        writer = await asyncio.to_thread(
+                            self.blobs.open_writer, expected_size=stream.size
+                        )
+                    try:
+                        async for chunk in stream.chunks():
+                            writer.write(chunk)
+                        stored = writer.finish(expected_hash=str(expected) if expected else None)
+                    except BaseException:
+                        writer.abort()
+                        raise
                 except BaseException:
-                    writer.abort()
+                    self._release(held)
                     raise
                 etag = stream.etag
         except (RemoteError, BlobIntegrityError) as exc:
             raise _Retry(exc) from exc
         try:
-            media = await asyncio.to_thread(self._probe, writer.temp_path, stored.size, origin.name)
+            media = await self._probe(writer, stored.size, origin.name)
+            future = await self._commits.enqueue(_Ready(origin, stored, media, etag), writer)
         except BaseException:
             writer.abort()
+            self._release(held)
             raise
-        future = await self._commits.enqueue(_Ready(origin, stored, media, etag), writer)
+        future.add_done_callback(lambda _: self._release(held))
         report.queued.append((origin, future, stored.size))
         report.bytes += stored.size
+
+    def _hold(self, size: int | None) -> int:
+        """Bytes of memory taken for a body of this announced size: all of it when it is small
+        enough and the budget has room, else 0 (it goes to a temp file)."""
+        if size is None or size > MAX_IN_MEMORY or self._in_memory + size > MEMORY_BUDGET:
+            return 0
+        self._in_memory += size
+        return size
+
+    def _release(self, held: int) -> None:
+        self._in_memory -= held
 
     def _record_batch(self, batch: Sequence[_Ready]) -> list[str]:
         """Record a committed batch (its bytes are durable and renamed) in one transaction,
@@ -401,9 +429,12 @@ class Downloader:
             else:
                 report.downloaded += 1
 
-    def _probe(self, path: Path, size: int, name: str) -> MediaInfo:
+    async def _probe(self, writer: BlobWriter, size: int, name: str) -> MediaInfo:
+        """Identify the verified bytes: from memory, or from the temp file in a thread."""
         try:
-            return probe_file(str(path), size, name)
+            if writer.data is not None:
+                return probe_bytes(writer.data, name)
+            return await asyncio.to_thread(probe_file, str(writer.temp_path), size, name)
         except MediaError as exc:
             raise MediaError(
                 f"{name}: the downloaded bytes are not a readable image ({exc})"

@@ -1,8 +1,9 @@
 """Group commit of verified blobs: downloads and uploads share one flush per batch.
 
-A verified blob waits in its locked temp file (`BlobWriter.finish`). Whatever is ready while a
-batch commits forms the next batch, which costs two file-system flushes and one catalog
-transaction however many files it holds: flush the temp files, rename them to their hashes,
+A verified blob waits in its locked temp file, or in memory (`BlobWriter.finish`). Whatever is
+ready while a batch commits forms the next batch, which costs two file-system flushes and one
+catalog transaction however many files it holds: write the in-memory ones to temp files (in
+this thread, not the event loop's), flush the temp files, rename them to their hashes,
 flush again (the renames), and only then record them — so the catalog never references bytes a
 crash could lose. With one file in flight it degrades to one flush pair per file.
 """
@@ -10,7 +11,9 @@ crash could lose. With one file in flight it degrades to one flush pair per file
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -18,6 +21,10 @@ from gallerysync.blobs.local import BlobWriter, LocalBlobStore
 
 __all__ = ["GroupCommit"]
 
+# In-memory blobs are written to their temp files by these threads, off the event loop: creating
+# a file waits on the disk (0.2-0.6 ms on the machine the bench ran on), and files in different
+# directories are created in parallel.
+_STAGING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-stage")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -27,6 +34,7 @@ class _Pending(Generic[T, R]):
     item: T
     writer: BlobWriter
     future: asyncio.Future[R]
+    staged: concurrent.futures.Future[None]  # the writer's `stage`, started at enqueue
 
 
 class GroupCommit(Generic[T, R]):
@@ -56,7 +64,8 @@ class GroupCommit(Generic[T, R]):
         (on failure the temp file is dropped and the future carries the error)."""
         await self._room.acquire()
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._ready.append(_Pending(item, writer, future))
+        # staged now, while an earlier batch flushes and records: the disk work overlaps
+        self._ready.append(_Pending(item, writer, future, _STAGING.submit(writer.stage)))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name="group-commit")
         return future
@@ -67,26 +76,56 @@ class GroupCommit(Generic[T, R]):
             await self._task
 
     async def _loop(self) -> None:
-        while self._ready:
-            batch, self._ready = self._ready, []
-            try:
-                results = await asyncio.to_thread(self._commit, batch)
-            except Exception as exc:
-                for pending in batch:
-                    pending.writer.abort()
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
-            else:
-                for pending, result in zip(batch, results, strict=True):
-                    if not pending.future.done():
-                        pending.future.set_result(result)
-            finally:
-                for _ in batch:
-                    self._room.release()
+        # Two stages: a batch is made durable (flush, rename, flush) while the batch before it
+        # is recorded, so the disk's flushes overlap the catalog's transaction; records keep
+        # their order and never overlap each other.
+        recording: asyncio.Task[bool] | None = None
+        try:
+            while self._ready:
+                batch, self._ready = self._ready, []
+                durable = await self._settle(batch, self._make_durable)
+                if recording is not None:
+                    await recording
+                    recording = None
+                if durable:
+                    recording = asyncio.create_task(self._settle(batch, self._record_batch))
+                if not self._ready and recording is not None:
+                    await recording
+                    recording = None
+        finally:
+            if recording is not None:
+                await recording
 
-    def _commit(self, batch: list[_Pending[T, R]]) -> list[R]:
+    async def _settle(
+        self, batch: list[_Pending[T, R]], step: Callable[[list[_Pending[T, R]]], list[R] | None]
+    ) -> bool:
+        """Run one stage in a worker thread. On failure every item of the batch fails with the
+        error (temp files dropped); the last stage (which returns results) resolves them.
+        Returns whether the stage succeeded."""
+        try:
+            results = await asyncio.to_thread(step, batch)
+        except Exception as exc:
+            for pending in batch:
+                pending.writer.abort()
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+                self._room.release()
+            return False
+        if results is not None:
+            for pending, result in zip(batch, results, strict=True):
+                if not pending.future.done():
+                    pending.future.set_result(result)
+                self._room.release()
+        return True
+
+    def _make_durable(self, batch: list[_Pending[T, R]]) -> None:
+        concurrent.futures.wait([pending.staged for pending in batch])
+        for pending in batch:
+            pending.staged.result()  # a write that failed fails the batch
         self.blobs.sync()
         for pending in batch:
             pending.writer.publish()
         self.blobs.sync()
+
+    def _record_batch(self, batch: list[_Pending[T, R]]) -> list[R]:
         return self._record([pending.item for pending in batch])

@@ -266,42 +266,73 @@ class RemoteSync:
             pass_started, since = now_ms(), self.since
         sweep_by_seen = list_mode == ListMode.FULL and caps.complete_listing
         pages = items = 0
-        while True:
-            page = await self._next_page(connector, etype, cursor, list_mode, since)
-            if page.refused:
-                self.report.errors.extend(page.refused)
-                self.report.bump(refused=len(page.refused))
-            open_next = {
-                "mode": list_mode.value,
-                "started_at": pass_started,
-                "cursor": page.cursor,
-                "since": since,
-            }
-            next_state = PassState(
-                state.watermark, None if page.done else open_next, state.last_sync_at, state.pending
-            )
-            if page.done:  # kept open until the sweep below has run: a kill re-runs the sweep
-                next_state.open_pass = open_next | {"sweep_pending": True}
-            await asyncio.to_thread(
-                self._apply, etype, page.items, next_state, pass_started if sweep_by_seen else None
-            )
-            self.report.bump(pages=1)
-            pages += 1
-            items += len(page.items)
-            if self.progress is not None:
-                self.progress(etype, pages, items)
-            state = next_state
-            if page.done:
-                break
-            if (self.max_pages is not None and pages >= self.max_pages) or self.cancel.is_set():
-                self.report.status = "partial"
-                return
-            cursor = page.cursor
+        ahead: asyncio.Task[Page] | None = None
+        try:
+            while True:
+                if ahead is None:
+                    page = await self._next_page(connector, etype, cursor, list_mode, since)
+                else:
+                    page, ahead = await ahead, None
+                if not page.done and not self._last_page(pages + 1):
+                    # fetch and parse the next page while this one is applied (SQLite releases
+                    # the interpreter lock): the same requests in the same order, overlapped
+                    ahead = asyncio.create_task(
+                        self._next_page(connector, etype, page.cursor, list_mode, since)
+                    )
+                open_next = {
+                    "mode": list_mode.value,
+                    "started_at": pass_started,
+                    "cursor": page.cursor,
+                    "since": since,
+                }
+                seen_at = pass_started if sweep_by_seen else None
+                state = await self._apply_page(etype, page, state, open_next, seen_at)
+                pages += 1
+                items += len(page.items)
+                if self.progress is not None:
+                    self.progress(etype, pages, items)
+                if page.done:
+                    break
+                if self._last_page(pages):
+                    self.report.status = "partial"
+                    return
+                cursor = page.cursor
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
         await self._sweep(connector, caps, etype, list_mode, pass_started)
         if list_mode != ListMode.FULL:  # a full pass listed every dependant anyway
             await self._recheck_dependants(connector, caps, etype, state.pending)
         final = PassState(page.cursor, None, state.last_sync_at)
         await asyncio.to_thread(self._save_state, etype, final, True)
+
+    def _last_page(self, pages: int) -> bool:
+        """Whether the pass stops (partial) after `pages` pages: `--max-pages` or a cancel."""
+        return (self.max_pages is not None and pages >= self.max_pages) or self.cancel.is_set()
+
+    async def _apply_page(
+        self,
+        etype: str,
+        page: Page,
+        state: PassState,
+        open_next: dict[str, Any],
+        seen_at: int | None,
+    ) -> PassState:
+        """Apply one listed page in one transaction with the pass state that follows it
+        (`open_next`: the open pass after this page); returns that state."""
+        if page.refused:
+            self.report.errors.extend(page.refused)
+            self.report.bump(refused=len(page.refused))
+        next_state = PassState(
+            state.watermark, None if page.done else open_next, state.last_sync_at, state.pending
+        )
+        if page.done:  # kept open until the sweep has run: a kill re-runs the sweep
+            next_state.open_pass = open_next | {"sweep_pending": True}
+        await asyncio.to_thread(self._apply, etype, page.items, next_state, seen_at)
+        self.report.bump(pages=1)
+        return next_state
 
     async def _totals_match(
         self, connector: RemoteSource, caps: Capabilities, etype: str

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import aiohttp
 
 from gallerysync.errors import MalformedResponseError, RemoteError
+from gallerysync.gc_pause import gc_paused
 from gallerysync.sources.base import (
     ItemRef,
     ListMode,
@@ -72,7 +73,8 @@ class ComfyUISource:
             params={k: str(v) for k, v in params.items()},
             what=f"ComfyUI {self.url}/history",
         )
-        return parse_history(body, include_temp=self.include_temp)
+        with gc_paused():
+            return parse_history(body, include_temp=self.include_temp)
 
     async def list_page(
         self, entity_type: str, cursor: str | None, *, mode: ListMode, since: int | None

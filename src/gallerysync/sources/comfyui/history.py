@@ -18,6 +18,8 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from gallerysync.errors import MalformedResponseError
 from gallerysync.sources.base import RemoteItem
 from gallerysync.sources.folder.media import media_kind_for_name
@@ -102,6 +104,7 @@ def parse_entry(prompt_id: str, entry: Any, *, include_temp: bool) -> ParsedEntr
     pnginfo = extra.get("extra_pnginfo")
     workflow = pnginfo.get("workflow") if isinstance(pnginfo, dict) else None
     parsed = ParsedEntry(prompt_id, created)
+    shared: dict[str, orjson.Fragment] = {}  # the graph and workflow, serialized once per entry
     wanted = FILE_TYPES if include_temp else ("output",)
     for node_id, node_output in outputs.items():
         node_where = f"{where}.outputs[{node_id!r}]"
@@ -121,6 +124,8 @@ def parse_entry(prompt_id: str, entry: Any, *, include_temp: bool) -> ParsedEntr
                 continue
             if media_kind_for_name(filename) is None:
                 continue  # a latent, a text file: not an image or video
+            if not shared:
+                shared = {"prompt": _serialized(graph), "workflow": _serialized(workflow)}
             parsed.items.append(
                 RemoteItem(
                     remote_id=remote_id_of(file_type, subfolder, filename),
@@ -137,12 +142,18 @@ def parse_entry(prompt_id: str, entry: Any, *, include_temp: bool) -> ParsedEntr
                         "node_id": str(node_id),
                         "status": status.get("status_str"),
                         "timestamps": stamps,
-                        "prompt": graph,
-                        "workflow": workflow,
+                        **shared,
                     },
                 )
             )
     return parsed
+
+
+def _serialized(value: Any) -> orjson.Fragment:
+    """A prompt's graph or workflow as JSON already serialized: every image of the prompt
+    stores the same few KB, and serializing them once instead of once per image was a tenth of
+    a metadata sync's time (the stored text is the same)."""
+    return orjson.Fragment(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
 
 
 def parse_history(body: Any, *, include_temp: bool) -> list[ParsedEntry]:

@@ -10,8 +10,10 @@ shorter than its RIFF size is reported as truncated instead of being registered.
 from __future__ import annotations
 
 import contextlib
+import io
 import struct
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -110,10 +112,11 @@ def guess_media(name: str) -> tuple[str, str | None, str | None]:
     return kind, fmt, _MIME.get(fmt or "")
 
 
-def probe(name: str, head: bytes, tail: bytes, size: int, path: str) -> MediaInfo:
+def probe(name: str, head: bytes, tail: bytes, size: int, path: str | BinaryIO) -> MediaInfo:
     """Identify a file from its first bytes (`head`) and last bytes (`tail`).
 
-    `path` is opened only for formats whose header is parsed by Pillow.
+    `path` (a file name or a readable file) is read only for formats whose header is parsed
+    by Pillow.
     """
     if size == 0:
         raise MediaError("empty file (0 bytes)")
@@ -145,6 +148,11 @@ def probe_file(path: str, size: int, name: str) -> MediaInfo:
     return probe(name, head, tail, size, path)
 
 
+def probe_bytes(data: bytes, name: str) -> MediaInfo:
+    """`probe` for bytes held in memory (a download not yet written)."""
+    return probe(name, data[:_PROBE_HEAD], data[-_PROBE_TAIL:], len(data), io.BytesIO(data))
+
+
 def _probe_png(head: bytes, tail: bytes) -> MediaInfo:
     if len(head) < 24 or head[12:16] != b"IHDR":
         raise MediaError("truncated PNG header")
@@ -154,7 +162,7 @@ def _probe_png(head: bytes, tail: bytes) -> MediaInfo:
     return MediaInfo("image", "PNG", _MIME["PNG"], width, height)
 
 
-def _probe_jpeg(head: bytes, tail: bytes, size: int, path: str) -> MediaInfo:
+def _probe_jpeg(head: bytes, tail: bytes, size: int, path: str | BinaryIO) -> MediaInfo:
     stripped = tail.rstrip(b"\x00")
     if not stripped.endswith(b"\xff\xd9") and not (size > 65536 and b"\xff\xd9" in tail):
         raise MediaError("truncated JPEG: no end-of-image marker")
@@ -215,7 +223,7 @@ def _probe_webp(head: bytes, size: int) -> MediaInfo:
     return MediaInfo("image", "WEBP", _MIME["WEBP"], width, height)
 
 
-def _probe_with_pillow(path: str) -> MediaInfo:
+def _probe_with_pillow(path: str | BinaryIO) -> MediaInfo:
     try:
         with Image.open(path) as image:
             fmt = (image.format or "").upper()
