@@ -54,12 +54,14 @@ Figures and their limits
    downloader probes every image) from the double with concurrency 8: MB/s of
    `Runtime.download(source_ids=[...], concurrency=8)` on a fresh home whose untimed metadata
    sync left every origin `off`. Limit: a bare aiohttp client fetching the same `/view` URLs
-   with 8 workers on 8 connections, bodies read in 256 KiB chunks (the engine's) and dropped.
-   Goal >= 0.8x. A second, informational limit: the same client hashing each body with
-   BLAKE3 into a temp file, then fsync, rename and fsync of the directory — a verified
-   content-addressed download made durable file by file (gallerysync's downloader flushes a
-   batch of them with `syncfs` instead: group commit). Every file is in the page cache before
-   either runs; each repeat runs bare, bare + store and gallerysync in turn; best of `repeats`
+   with 8 workers on 8 connections, bodies read in 256 KiB chunks (the engine's), each saved to
+   a file of its own (open, write, close — what `curl -o` or `wget` do: a download ends with
+   the file on disk). Goal >= 0.8x. Two informational limits: the same client dropping the
+   bodies (the server and the network alone), and hashing each body with BLAKE3 into a temp
+   file, then fsync, rename and fsync of the directory — a verified content-addressed download
+   made durable file by file (gallerysync's downloader flushes a batch of them with `syncfs`
+   instead: group commit). Every file is in the page cache before any runs; each repeat runs
+   the three bare clients and gallerysync in turn; best of `repeats`
    each. Every file must arrive, and the double's `view_bytes_sent` must equal the bytes
    stored.
 4. Peer replication of 10,000 assets (metadata): assets/s of the first

@@ -310,7 +310,9 @@ def bench_metadata(results: Results, sizes: RemoteSizes, homes: Path) -> None:
             "the instrumented sync's total",
             "info",
             f"inside RemoteSync._apply (apply_items + cursor + progress, one transaction per "
-            f"page); the rest ({other:.2f}s) is run records, state and thread hand-offs",
+            f"page). The pass fetches and parses the next page while one is applied, so the "
+            f"two splits overlap and can add up to more than the total; total minus both: "
+            f"{other:.2f}s",
         ),
         Line(
             f"ComfyUI connector alone, full listing of {n_entries:,} entries",
