@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.pool import QueuePool
@@ -52,14 +51,11 @@ def make_engine(url: str) -> Engine:
             pool_size=5,
             max_overflow=20,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            json_deserializer=orjson.loads,
         )
         _configure_sqlite(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(
-            url, pool_size=5, max_overflow=10, pool_pre_ping=True, json_deserializer=orjson.loads
-        )
+        return create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
     raise ConfigError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
 
 

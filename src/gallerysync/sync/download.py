@@ -338,22 +338,13 @@ class Downloader:
                     await asyncio.to_thread(self._write, mark_not_modified, origin.id)
                     report.not_modified += 1
                     return
-                held = self._hold(stream.size)
+                writer, held = await self._open_writer(stream.size)
                 try:
-                    if held:
-                        writer = self.blobs.open_writer(expected_size=stream.size, in_memory=True)
-                    else:
-                        writer = await asyncio.to_thread(
-                            self.blobs.open_writer, expected_size=stream.size
-                        )
-                    try:
-                        async for chunk in stream.chunks():
-                            writer.write(chunk)
-                        stored = writer.finish(expected_hash=str(expected) if expected else None)
-                    except BaseException:
-                        writer.abort()
-                        raise
+                    async for chunk in stream.chunks():
+                        writer.write(chunk)
+                    stored = writer.finish(expected_hash=str(expected) if expected else None)
                 except BaseException:
+                    writer.abort()
                     self._release(held)
                     raise
                 etag = stream.etag
@@ -370,13 +361,15 @@ class Downloader:
         report.queued.append((origin, future, stored.size))
         report.bytes += stored.size
 
-    def _hold(self, size: int | None) -> int:
-        """Bytes of memory taken for a body of this announced size: all of it when it is small
-        enough and the budget has room, else 0 (it goes to a temp file)."""
+    async def _open_writer(self, size: int | None) -> tuple[BlobWriter, int]:
+        """A writer for a body of this announced size, and the bytes of the memory budget it
+        holds until `_release`: in memory when the body is small enough and the budget has
+        room (0 held otherwise: a temp file, created off the event loop)."""
         if size is None or size > MAX_IN_MEMORY or self._in_memory + size > MEMORY_BUDGET:
-            return 0
+            return await asyncio.to_thread(self.blobs.open_writer, expected_size=size), 0
+        writer = self.blobs.open_writer(expected_size=size, in_memory=True)
         self._in_memory += size
-        return size
+        return writer, size
 
     def _release(self, held: int) -> None:
         self._in_memory -= held

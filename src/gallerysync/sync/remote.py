@@ -264,7 +264,8 @@ class RemoteSync:
         else:
             cursor = None if want_full or self.since is not None else state.watermark
             pass_started, since = now_ms(), self.since
-        sweep_by_seen = list_mode == ListMode.FULL and caps.complete_listing
+        # a full listing sweeps what it did not see: pages stamp what they saw with the start
+        seen_at = pass_started if list_mode == ListMode.FULL and caps.complete_listing else None
         pages = items = 0
         ahead: asyncio.Task[Page] | None = None
         try:
@@ -285,7 +286,6 @@ class RemoteSync:
                     "cursor": page.cursor,
                     "since": since,
                 }
-                seen_at = pass_started if sweep_by_seen else None
                 state = await self._apply_page(etype, page, state, open_next, seen_at)
                 pages += 1
                 items += len(page.items)
