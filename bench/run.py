@@ -968,6 +968,55 @@ def note_busy() -> None:
         log(f"note: load average {busy:.2f} before starting; other processes may skew figures")
 
 
+@dataclass
+class SuiteRun:
+    """What every suite of `bench/<kind>/` does around its figures: its stamp, clock, results
+    and a fresh homes directory at the start (`start_suite`); removing the homes, timing and
+    reporting at the end."""
+
+    kind: str
+    quick: bool
+    stamp: str
+    clock: float
+    results: Results
+    homes: Path
+
+    def remove_homes(self, keep: bool) -> None:
+        if not keep:
+            shutil.rmtree(self.homes, ignore_errors=True)
+
+    def report(self, command: str, render: Callable[[Results, float], str]) -> int:
+        """Time the suite, then `report` (render gets the results and the suite's seconds)."""
+        seconds = time.perf_counter() - self.clock
+        self.results.params["suite_seconds"] = round(seconds, 1)
+        log(f"{self.kind} suite took {seconds:.0f}s")
+        name = f"{self.kind}-{self.stamp}{'-quick' if self.quick else ''}"
+        return report(self.results, self.kind, name, command, lambda r: render(r, seconds))
+
+
+def start_suite(
+    kind: str, quick: bool, data: Path, params: dict[str, Any], env: dict[str, Any]
+) -> SuiteRun:
+    """Start a suite: note a busy machine, record the common parameters before `params`, and
+    make `<data>/homes/<kind>-<stamp>/`."""
+    started = datetime.now()
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    clock = time.perf_counter()
+    note_busy()
+    results = Results(
+        params={
+            "started": started.isoformat(timespec="seconds"),
+            "quick": quick,
+            "data": str(data),
+            **params,
+        },
+        environment=env,
+    )
+    homes = data / "homes" / f"{kind}-{stamp}"
+    homes.mkdir(parents=True)
+    return SuiteRun(kind, quick, stamp, clock, results, homes)
+
+
 def environment() -> dict[str, Any]:
     import gallerysync
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import subprocess
-import time
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,30 +164,12 @@ async def _suite(results: Results, sizes: LiveSizes, data: Path, homes: Path, qu
 def live_suite(quick: bool, data: Path, keep_homes: bool, command: str) -> int:
     """Run the live benchmark; returns 1 when a sanity check failed."""
     sizes = QUICK if quick else FULL
-    started = datetime.now()
-    stamp = started.strftime("%Y%m%d-%H%M%S")
-    clock = time.perf_counter()
-    run.note_busy()
     raise_nofile(2 * max(sizes.clients) + 256)
-    results = Results(
-        params={
-            "started": started.isoformat(timespec="seconds"),
-            "quick": quick,
-            "data": str(data),
-            **asdict(sizes),
-            "serve_env": SERVE_ENV,
-        },
-        environment=live_environment(),
-    )
-    homes = data / "homes" / f"live-{stamp}"
-    homes.mkdir(parents=True)
+    params = {**asdict(sizes), "serve_env": SERVE_ENV}
+    suite = run.start_suite("live", quick, data, params, live_environment())
+    results, homes = suite.results, suite.homes
     try:
         asyncio.run(_suite(results, sizes, data, homes, quick))
     finally:
-        if not keep_homes:
-            shutil.rmtree(homes, ignore_errors=True)
-    seconds = time.perf_counter() - clock
-    results.params["suite_seconds"] = round(seconds, 1)
-    log(f"live suite took {seconds:.0f}s")
-    name = f"live-{stamp}{'-quick' if quick else ''}"
-    return run.report(results, "live", name, command, lambda r: markdown(r, command, seconds))
+        suite.remove_homes(keep_homes)
+    return suite.report(command, lambda r, seconds: markdown(r, command, seconds))

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
-import time
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +14,7 @@ from push.repush import bench_repush
 from push.sizes import FULL, QUICK
 from push.split import bench_split
 from push.throughput import bench_throughput, stop_serve
-from run import MB, Results, log
+from run import MB, Results
 
 
 def push_environment() -> dict[str, Any]:
@@ -57,27 +54,17 @@ def markdown(results: Results, command: str, seconds: float) -> str:
 def push_suite(quick: bool, data: Path, keep_homes: bool, command: str) -> int:
     """Run the push benchmark; returns 1 when a sanity check failed."""
     sizes = QUICK if quick else FULL
-    started = datetime.now()
-    stamp = started.strftime("%Y%m%d-%H%M%S")
-    clock = time.perf_counter()
-    run.note_busy()
     settings = client_settings()
     concurrency = int(settings.push_concurrency)
     threads = client_hash_threads()
-    results = Results(
-        params={
-            "started": started.isoformat(timespec="seconds"),
-            "quick": quick,
-            "data": str(data),
-            **asdict(sizes),
-            "concurrency": concurrency,
-            "hash_threads": threads,
-            "settle_seconds": settings.settle_seconds,
-        },
-        environment=push_environment(),
-    )
-    homes = data / "homes" / f"push-{stamp}"
-    homes.mkdir(parents=True)
+    params = {
+        **asdict(sizes),
+        "concurrency": concurrency,
+        "hash_threads": threads,
+        "settle_seconds": settings.settle_seconds,
+    }
+    suite = run.start_suite("push", quick, data, params, push_environment())
+    results, homes = suite.results, suite.homes
     try:
         folder = homes / "files"
         paths = write_files(folder, sizes)
@@ -93,10 +80,5 @@ def push_suite(quick: bool, data: Path, keep_homes: bool, command: str) -> int:
             stop_serve(results, server, "serve")
         bench_split(results, folder, len(paths), total, homes, bare, durable)
     finally:
-        if not keep_homes:
-            shutil.rmtree(homes, ignore_errors=True)
-    seconds = time.perf_counter() - clock
-    results.params["suite_seconds"] = round(seconds, 1)
-    log(f"push suite took {seconds:.0f}s")
-    name = f"push-{stamp}{'-quick' if quick else ''}"
-    return run.report(results, "push", name, command, lambda r: markdown(r, command, seconds))
+        suite.remove_homes(keep_homes)
+    return suite.report(command, lambda r, seconds: markdown(r, command, seconds))

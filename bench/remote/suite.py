@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import time
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,31 +51,13 @@ def markdown(results: Results, command: str, seconds: float) -> str:
 def remote_suite(quick: bool, data: Path, keep_homes: bool, command: str) -> int:
     """Run the remote benchmark; returns 1 when a sanity check failed."""
     sizes = QUICK if quick else FULL
-    started = datetime.now()
-    stamp = started.strftime("%Y%m%d-%H%M%S")
-    clock = time.perf_counter()
-    run.note_busy()
-    results = Results(
-        params={
-            "started": started.isoformat(timespec="seconds"),
-            "quick": quick,
-            "data": str(data),
-            **asdict(sizes),
-        },
-        environment=remote_environment(),
-    )
-    homes = data / "homes" / f"remote-{stamp}"
-    homes.mkdir(parents=True)
+    suite = run.start_suite("remote", quick, data, asdict(sizes), remote_environment())
+    results, homes = suite.results, suite.homes
     log(f"remote: for context, tools in this space report about {REPORTED_RATE:.0f} images/s")
     try:
         bench_metadata(results, sizes, homes)
         bench_downloads(results, sizes, homes)
         bench_peer(results, sizes, data, homes)
     finally:
-        if not keep_homes:
-            shutil.rmtree(homes, ignore_errors=True)
-    seconds = time.perf_counter() - clock
-    results.params["suite_seconds"] = round(seconds, 1)
-    log(f"remote suite took {seconds:.0f}s")
-    name = f"remote-{stamp}{'-quick' if quick else ''}"
-    return run.report(results, "remote", name, command, lambda r: markdown(r, command, seconds))
+        suite.remove_homes(keep_homes)
+    return suite.report(command, lambda r, seconds: markdown(r, command, seconds))

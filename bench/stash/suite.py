@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import time
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,22 +92,9 @@ def stash_suite(quick: bool, data: Path, keep_homes: bool, command: str) -> int:
     """Run the stash benchmark; returns 1 when a sanity check failed."""
     sizes = QUICK if quick else FULL
     tenth = sizes.scaled(SMALLER)
-    started = datetime.now()
-    stamp = started.strftime("%Y%m%d-%H%M%S")
-    clock = time.perf_counter()
-    run.note_busy()
-    results = Results(
-        params={
-            "started": started.isoformat(timespec="seconds"),
-            "quick": quick,
-            "data": str(data),
-            **asdict(sizes),
-            "second_library": asdict(tenth),
-        },
-        environment=stash_environment(),
-    )
-    homes = data / "homes" / f"stash-{stamp}"
-    homes.mkdir(parents=True)
+    params = {**asdict(sizes), "second_library": asdict(tenth)}
+    suite = run.start_suite("stash", quick, data, params, stash_environment())
+    results, homes = suite.results, suite.homes
     profiles: list[Profile] = []
     try:
         with sides(sizes, tenth, homes) as (small, main):
@@ -138,13 +122,6 @@ def stash_suite(quick: bool, data: Path, keep_homes: bool, command: str) -> int:
         for side in doubles:
             check_double(results, side)
     finally:
-        if not keep_homes:
-            shutil.rmtree(homes, ignore_errors=True)
+        suite.remove_homes(keep_homes)
     results.raw["profiles"] = profile_summary(profiles)
-    seconds = time.perf_counter() - clock
-    results.params["suite_seconds"] = round(seconds, 1)
-    log(f"stash suite took {seconds:.0f}s")
-    name = f"stash-{stamp}{'-quick' if quick else ''}"
-    return run.report(
-        results, "stash", name, command, lambda r: markdown(r, command, seconds, profiles)
-    )
+    return suite.report(command, lambda r, seconds: markdown(r, command, seconds, profiles))
