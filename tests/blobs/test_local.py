@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gallerysync.blobs.hashing import content_name, hash_bytes, is_hash
-from gallerysync.blobs.local import LocalBlobStore
+from gallerysync.blobs.local import BlobWriter, LocalBlobStore
 from gallerysync.catalog import Catalog
 from gallerysync.errors import BlobIntegrityError, InvalidInputError
 from gallerysync.maintenance import collect_garbage
@@ -63,6 +63,46 @@ def test_clean_temp_removes_dead_writers_only(tmp_path: Path) -> None:
         assert live.exists() and not (store.tmp / "put-dead").exists()
     finally:
         os.close(fd)
+
+
+def _staged(store: LocalBlobStore, data: bytes) -> BlobWriter:
+    """An in-memory writer taken as far as the group commit takes it before the flush."""
+    writer = store.open_writer(expected_size=len(data), in_memory=True)
+    writer.write(data)
+    writer.finish(expected_hash=hash_bytes(data))
+    writer.stage()
+    return writer
+
+
+def test_staged_bytes_have_no_name_until_published(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    assert store.unnamed_temp, "O_TMPFILE + linkat should work on Linux with /proc"
+    data = os.urandom(300_000)
+    writer = _staged(store, data)
+    # written, yet nothing in tmp/ and no blob: a crash here leaves no file at all
+    assert store.temp_files() == [] and list(store.iter_hashes()) == []
+    store.sync()
+    assert writer.publish().hash == hash_bytes(data)
+    with store.open(hash_bytes(data)) as handle:
+        assert handle.read() == data
+    # the same bytes staged again: publishing keeps the one blob, intact
+    assert _staged(store, data).publish().hash == hash_bytes(data)
+    assert list(store.iter_hashes()) == [hash_bytes(data)] and store.verify(hash_bytes(data))
+    # staged, then dropped (a failed batch): no trace
+    other = os.urandom(1000)
+    _staged(store, other).abort()
+    assert not store.exists(hash_bytes(other)) and store.temp_files() == []
+
+
+def test_staging_falls_back_to_named_temp_files(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    store.unnamed_temp = False  # a file system without O_TMPFILE
+    data = os.urandom(5000)
+    writer = _staged(store, data)
+    assert len(store.temp_files()) == 1 and list(store.iter_hashes()) == []
+    store.sync()
+    writer.publish()
+    assert store.temp_files() == [] and list(store.iter_hashes()) == [hash_bytes(data)]
 
 
 def test_paths_are_never_built_from_untrusted_text(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -179,3 +180,57 @@ def test_a_source_added_twice_is_refused(comfy: ComfyUIDouble, runtime: Runtime)
     add_comfyui(runtime, comfy.url + "/")
     with pytest.raises(ConflictError, match="already added"):
         add_comfyui(runtime, comfy.url)
+
+
+def test_a_download_larger_than_one_catalog_read(comfy: ComfyUIDouble, runtime: Runtime) -> None:
+    """Origins are read `LOAD_CHUNK` at a time while the workers download: every one of more
+    than one chunk is fetched once, and progress counts them all."""
+    from gallerysync.sync.download import LOAD_CHUNK
+
+    count = 45 * 7
+    assert count > LOAD_CHUNK
+    comfy.add_prompts_bulk(45, 7, png)
+    source = add_comfyui(runtime, comfy.url, download="off")
+    assert sync(runtime, source).counts["added"] == count
+    seen: list[tuple[int, int]] = []
+
+    fetched = download_all(
+        runtime, source, progress=lambda done, total, _: seen.append((done, total))
+    )
+
+    assert (fetched.downloaded, fetched.failed, fetched.skipped) == (count, 0, 0), fetched.errors
+    assert seen[-1] == (count, count) and len(seen) == count
+    rows = remote_assets(runtime, source)
+    assert sorted(r["hash"] for r in rows) == sorted(hash_of(png(i)) for i in range(count))
+    assert comfy.view_bytes_sent == sum(len(png(i)) for i in range(count))
+
+
+def test_a_failed_catalog_read_stops_every_download_worker() -> None:
+    import asyncio
+
+    from gallerysync.sync.download import LOAD_CHUNK, _OriginFeed
+
+    ids = [f"o{i}" for i in range(LOAD_CHUNK * 3)]
+    reads: list[int] = []
+
+    def load(chunk: list[str]) -> dict[str, Any]:
+        reads.append(len(chunk))
+        if len(reads) == 2:
+            raise OSError("disk I/O error")
+        return {origin_id: None for origin_id in chunk}
+
+    async def run() -> list[BaseException | int]:
+        feed = _OriginFeed(ids, load)
+
+        async def worker() -> int:
+            taken = 0
+            while await feed.next() is not None:
+                taken += 1
+                await asyncio.sleep(0)
+            return taken
+
+        return await asyncio.gather(*(worker() for _ in range(4)), return_exceptions=True)
+
+    outcomes = asyncio.run(run())
+    assert all(isinstance(o, OSError) for o in outcomes), outcomes
+    assert reads == [LOAD_CHUNK, LOAD_CHUNK]  # the third chunk was never read

@@ -4,9 +4,10 @@ A download is hashed with BLAKE3 as it streams, into memory when its announced l
 enough (`MAX_IN_MEMORY`, within a budget of `MEMORY_BUDGET` for all of them) and otherwise into
 a locked temp file in the blob store; it is checked against the announced length (a truncated
 body is an error, not a blob) and, where the source announced one, the content hash. The group
-commit then writes the in-memory ones to temp files in its own thread — the event loop never
-waits on the file system for them — flushes, and renames each to its hash. Only then does one
-write transaction attach the bytes to the asset (merging with an asset that already has them).
+commit then writes the in-memory ones to (unnamed) temp files in its staging threads — the event
+loop never waits on the file system for them — flushes, and names each by its hash. Only then
+does one write transaction attach the bytes to the asset (merging with an asset that already
+has them).
 A killed process leaves at most a temp file, removed at the next start.
 
 Errors are classified by `sources.http`: `RemoteError` (5xx, 429 with `Retry-After`, resets,
@@ -18,6 +19,8 @@ history lists files that were deleted). Concurrency is bounded per source.
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import io
 import logging
 import time
@@ -66,6 +69,7 @@ MAX_SOURCE_THUMBNAIL = 32 * 1024 * 1024  # a source's "thumbnail" bigger than th
 MAX_UNCOMMITTED = 256  # verified downloads waiting for the group commit (each holds a temp fd)
 MAX_IN_MEMORY = 8 * 1024 * 1024  # a body announced up to this size is held in memory, not a file
 MEMORY_BUDGET = 64 * 1024 * 1024  # in-memory bodies of one Downloader, together
+LOAD_CHUNK = 256  # origins read from the catalog at once by a `download` run
 DownloadProgress = Callable[[int, int, int], None]  # done, total, bytes
 
 
@@ -105,6 +109,56 @@ class _Ready:
     stored: StoredBlob
     media: MediaInfo
     etag: str | None
+
+
+_Loaded = tuple[RemoteOrigin, Source]
+
+
+class _OriginFeed:
+    """The origins of one `download` run, read from the catalog `LOAD_CHUNK` at a time as the
+    workers take them, the next chunk read while the current one is used: the first request
+    goes out after one chunk is read, not all of them, and only the metas of about two chunks
+    are held at a time — a ComfyUI origin's meta carries its prompt and workflow, thousands of
+    objects each that every collection of the old generation would scan again."""
+
+    def __init__(self, ids: list[str], load: Callable[[list[str]], dict[str, _Loaded]]) -> None:
+        self._ids = ids
+        self._load = load
+        self._taken = 0  # ids handed to a read so far
+        self._ready: collections.deque[tuple[str, _Loaded | None]] = collections.deque()
+        self._reading: asyncio.Task[None] | None = None
+        self._failed: BaseException | None = None  # a failed read ends every worker
+
+    async def next(self) -> tuple[str, _Loaded | None] | None:
+        """The next origin id with the origin and its source (None when the catalog does not
+        have that origin), or None when every id was handed out."""
+        while True:
+            if self._failed is not None:
+                raise self._failed
+            if len(self._ready) <= LOAD_CHUNK // 2:
+                self._read_ahead()
+            if self._ready:
+                return self._ready.popleft()
+            if self._reading is None:
+                return None
+            # shielded: a cancelled worker must not cancel the read the others wait for
+            await asyncio.shield(self._reading)
+
+    def _read_ahead(self) -> None:
+        if self._reading is None and self._taken < len(self._ids):
+            chunk = self._ids[self._taken : self._taken + LOAD_CHUNK]
+            self._taken += len(chunk)
+            self._reading = asyncio.create_task(self._read(chunk))
+
+    async def _read(self, chunk: list[str]) -> None:
+        try:
+            loaded = await asyncio.to_thread(self._load, chunk)
+        except Exception as exc:  # raised by `next` to every worker (not lost in this task)
+            self._failed = exc
+            return
+        finally:
+            self._reading = None
+        self._ready.extend((origin_id, loaded.get(origin_id)) for origin_id in chunk)
 
 
 class _Retry(Exception):
@@ -169,17 +223,14 @@ class Downloader:
         report = DownloadReport()
         started = time.perf_counter()
         done = 0
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        for origin_id in dict.fromkeys(origin_ids):
-            queue.put_nowait(origin_id)
-        total = queue.qsize()
-        loaded = await asyncio.to_thread(self._load_many, list(dict.fromkeys(origin_ids)))
+        ids = list(dict.fromkeys(origin_ids))
+        total = len(ids)
+        feed = _OriginFeed(ids, self._load_many)
 
         async def worker() -> None:
             nonlocal done
-            while not queue.empty():
-                origin_id = queue.get_nowait()
-                await self._one(origin_id, report, loaded.get(origin_id))
+            while (item := await feed.next()) is not None:
+                await self._one(*item, report)
                 done += 1
                 if progress is not None:
                     progress(done, total, report.bytes)
@@ -203,7 +254,7 @@ class Downloader:
             ids = await asyncio.to_thread(self._origins_for_asset, asset_id)
             report = DownloadReport()
             for origin_id in ids:
-                await self._one(origin_id, report)
+                await self._one(origin_id, None, report)
                 await self._settle(report)
                 if report.downloaded or report.not_modified:
                     break
@@ -265,11 +316,11 @@ class Downloader:
     async def _one(
         self,
         origin_id: str,
+        loaded: tuple[RemoteOrigin, Source] | None,
         report: DownloadReport,
-        loaded: tuple[RemoteOrigin, Source] | None = None,
     ) -> None:
         """Fetch one origin's bytes; `loaded`: the origin and its source, read in bulk by
-        `download` (on its own, the origin is read here)."""
+        `download` (None: read here, or skipped when there is no such origin)."""
         try:
             if loaded is None:
                 loaded = await asyncio.to_thread(self._load, origin_id)
@@ -358,7 +409,9 @@ class Downloader:
             self._release(held)
             raise
         future.add_done_callback(lambda _: self._release(held))
-        report.queued.append((origin, future, stored.size))
+        # kept until the run settles, so without the meta (a ComfyUI meta is thousands of
+        # objects, which every collection of the old generation would scan again)
+        report.queued.append((dataclasses.replace(origin, meta={}), future, stored.size))
         report.bytes += stored.size
 
     async def _open_writer(self, size: int | None) -> tuple[BlobWriter, int]:

@@ -2,16 +2,18 @@
 
 A verified blob waits in its locked temp file, or in memory (`BlobWriter.finish`). Whatever is
 ready while a batch commits forms the next batch, which costs two file-system flushes and one
-catalog transaction however many files it holds: write the in-memory ones to temp files (in
-this thread, not the event loop's), flush the temp files, rename them to their hashes,
-flush again (the renames), and only then record them — so the catalog never references bytes a
-crash could lose. With one file in flight it degrades to one flush pair per file.
+catalog transaction however many files it holds: the in-memory ones are written to temp files
+by staging threads (not the event loop) as they arrive; the batch flushes the temp files, names
+them by their hashes (link or rename), flushes again (the names), and only then records them —
+so the catalog never references bytes a crash could lose. With one file in flight it degrades
+to one flush pair per file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,9 +24,13 @@ from gallerysync.blobs.local import BlobWriter, LocalBlobStore
 __all__ = ["GroupCommit"]
 
 # In-memory blobs are written to their temp files by these threads, off the event loop: creating
-# a file waits on the disk (0.2-0.6 ms on the machine the bench ran on), and files in different
-# directories are created in parallel.
-_STAGING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-stage")
+# a file waits on the disk (0.2-0.6 ms on the machine the bench ran on). No more threads than
+# cores: each write is mostly the kernel copying into the page cache, so extra threads only
+# contend for the cores and the GIL (measured on 2 cores: 4 threads 0.63x of a bare save-to-file
+# where 2 gave 0.71x, `bench/remote/diagnose_downloads.py`).
+_STAGING = ThreadPoolExecutor(
+    max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="blob-stage"
+)
 T = TypeVar("T")
 R = TypeVar("R")
 
