@@ -76,7 +76,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -386,20 +386,57 @@ def bare_walk(root: str) -> tuple[float, int]:
     return time.perf_counter() - started, files
 
 
-def sqlite_insert_rate(path: Path, rows: int) -> float:
-    """Seconds for one `executemany` of `rows` scan-cache-shaped rows (WAL, one transaction)."""
-    path.unlink(missing_ok=True)
+def remove_sqlite(path: Path) -> None:
+    """An SQLite file and its `-wal` / `-shm` companions."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+def catalog_ddl(tables: Sequence[str]) -> list[str]:
+    """gallerysync's own CREATE TABLE / CREATE INDEX statements for these catalog tables
+    (compiled from `gallerysync.catalog.schema` for SQLite): same columns, keys and indexes."""
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    from gallerysync.catalog import schema
+
+    dialect = sqlite.dialect()
+    statements = []
+    for name in tables:
+        table = schema.metadata.tables[name]
+        statements.append(str(CreateTable(table).compile(dialect=dialect)))
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            statements.append(str(CreateIndex(index).compile(dialect=dialect)))
+    return statements
+
+
+@contextlib.contextmanager
+def fresh_sqlite(path: Path, ddl: Sequence[str]) -> Iterator[sqlite3.Connection]:
+    """A new SQLite file set up as the catalog sets its own (WAL, synchronous=NORMAL,
+    autocommit: the caller opens its transactions), with `ddl` run; removed afterwards."""
+    remove_sqlite(path)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(
-            "CREATE TABLE scan_cache (sd_id VARCHAR(36) NOT NULL, rel_path TEXT NOT NULL, "
-            "size BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, inode BIGINT NOT NULL, "
-            "hash VARCHAR(64), error TEXT, seen_at BIGINT NOT NULL, "
-            "PRIMARY KEY (sd_id, rel_path))"
-        )
-        conn.execute("CREATE INDEX ix_scan_cache_hash ON scan_cache (hash)")
+        for statement in ddl:
+            conn.execute(statement)
+        yield conn
+    finally:
+        conn.close()
+        remove_sqlite(path)
+
+
+def sqlite_insert_rate(path: Path, rows: int) -> float:
+    """Seconds for one `executemany` of `rows` scan-cache-shaped rows (WAL, one transaction)."""
+    ddl = [
+        "CREATE TABLE scan_cache (sd_id VARCHAR(36) NOT NULL, rel_path TEXT NOT NULL, "
+        "size BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, inode BIGINT NOT NULL, "
+        "hash VARCHAR(64), error TEXT, seen_at BIGINT NOT NULL, "
+        "PRIMARY KEY (sd_id, rel_path))",
+        "CREATE INDEX ix_scan_cache_hash ON scan_cache (hash)",
+    ]
+    with fresh_sqlite(path, ddl) as conn:
         sd_id = "0190f2c4-5b7e-7a3c-9d1e-2f4a6b8c0d1e"
         now = time.time_ns() // 1_000_000
         data = [
@@ -420,10 +457,6 @@ def sqlite_insert_rate(path: Path, rows: int) -> float:
         conn.executemany("INSERT INTO scan_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?)", data)
         conn.execute("COMMIT")
         return time.perf_counter() - started
-    finally:
-        conn.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
 
 
 # --- gallerysync, in-process and as a CLI child -----------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import statistics
 import time
 from collections.abc import Sequence
@@ -52,36 +51,12 @@ def source_rows(home: Path, source_id: str) -> Rows:
     return Rows(asset_columns, asset_rows, origin_columns, origin_rows)
 
 
-def _ddl() -> list[str]:
-    """gallerysync's own CREATE TABLE / CREATE INDEX statements for `assets` and `origins`
-    (compiled from `gallerysync.catalog.schema` for SQLite): same columns, keys and indexes."""
-    from sqlalchemy.dialects import sqlite
-    from sqlalchemy.schema import CreateIndex, CreateTable
-
-    from gallerysync.catalog import schema
-
-    dialect = sqlite.dialect()
-    statements = []
-    for table in (schema.assets, schema.origins):
-        statements.append(str(CreateTable(table).compile(dialect=dialect)))
-        for index in sorted(table.indexes, key=lambda i: str(i.name)):
-            statements.append(str(CreateIndex(index).compile(dialect=dialect)))
-    return statements
-
-
 def sqlite_inserts(path: Path, rows: Rows, per_transaction: int) -> float:
     """Seconds to insert `rows` into a fresh WAL SQLite file with gallerysync's table
     definitions, `per_transaction` assets and as many origins per transaction (one
     `executemany` for each table per transaction); synchronous=NORMAL as the catalog sets it.
     Only the inserts and commits are timed; the rows are in memory before the clock starts."""
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        for statement in _ddl():
-            conn.execute(statement)
+    with run.fresh_sqlite(path, run.catalog_ddl(("assets", "origins"))) as conn:
         insert_assets = (
             f"INSERT INTO assets ({', '.join(rows.asset_columns)}) "
             f"VALUES ({', '.join('?' for _ in rows.asset_columns)})"
@@ -97,10 +72,6 @@ def sqlite_inserts(path: Path, rows: Rows, per_transaction: int) -> float:
             conn.executemany(insert_origins, rows.origins[start : start + per_transaction])
             conn.execute("COMMIT")
         return time.perf_counter() - started
-    finally:
-        conn.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
 
 
 # --- bare aiohttp ----------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import statistics
 import time
 from collections.abc import Sequence
@@ -58,35 +57,11 @@ def source_rows(home: Path, source_id: str) -> Rows:
     return Rows(columns, rows)
 
 
-def _ddl() -> list[str]:
-    """gallerysync's own CREATE TABLE / CREATE INDEX statements for these tables (compiled from
-    `gallerysync.catalog.schema` for SQLite): same columns, keys and indexes."""
-    from sqlalchemy.dialects import sqlite
-    from sqlalchemy.schema import CreateIndex, CreateTable
-
-    from gallerysync.catalog import schema
-
-    dialect = sqlite.dialect()
-    statements = []
-    for name in TABLES:
-        table = schema.metadata.tables[name]
-        statements.append(str(CreateTable(table).compile(dialect=dialect)))
-        for index in sorted(table.indexes, key=lambda i: str(i.name)):
-            statements.append(str(CreateIndex(index).compile(dialect=dialect)))
-    return statements
-
-
 def sqlite_inserts(path: Path, rows: Rows) -> float:
     """Seconds to insert every row into a fresh WAL SQLite file with gallerysync's table
     definitions: one `executemany` per table, all in one transaction (synchronous=NORMAL, as
     the catalog sets it). The rows are in memory before the clock starts."""
-    _remove(path)
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        for statement in _ddl():
-            conn.execute(statement)
+    with run.fresh_sqlite(path, run.catalog_ddl(TABLES)) as conn:
         inserts = {
             t: f"INSERT INTO {t} ({', '.join(c)}) VALUES ({', '.join('?' for _ in c)})"
             for t, c in rows.columns.items()
@@ -97,14 +72,6 @@ def sqlite_inserts(path: Path, rows: Rows) -> float:
             conn.executemany(inserts[table], rows.rows[table])
         conn.execute("COMMIT")
         return time.perf_counter() - started
-    finally:
-        conn.close()
-        _remove(path)
-
-
-def _remove(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
 
 
 # --- bare GraphQL replays ---------------------------------------------------------------------

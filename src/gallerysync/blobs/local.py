@@ -22,7 +22,7 @@ import secrets
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from gallerysync.blobs.base import StoredBlob
 from gallerysync.blobs.hashing import hash_file, is_hash, new_hasher
@@ -59,15 +59,10 @@ class LocalBlobStore:
     def link_unnamed(self, fd: int, blob_hash: str) -> bool:
         """Give the unnamed file `fd` its blob name; False when the blob already exists (a
         concurrent writer of the same bytes won: the unnamed file is dropped at `close`)."""
-        final = self._path(blob_hash)
-        self._ensure_dir(final.parent)
         try:
-            _link_fd(fd, final)
+            self._into_place(self._path(blob_hash), lambda final: _link_fd(fd, final))
         except FileExistsError:
             return False
-        except FileNotFoundError:  # the directory went away (removed by hand): make it again
-            final.parent.mkdir(parents=True, exist_ok=True)
-            _link_fd(fd, final)
         return True
 
     def clean_temp(self) -> int:
@@ -151,13 +146,16 @@ class LocalBlobStore:
 
     def _place(self, temp: str, final: Path) -> None:
         """Rename a temp file to its blob path, creating the blob's directories once."""
-        parent = final.parent
-        self._ensure_dir(parent)
+        self._into_place(final, lambda path: os.replace(temp, path))
+
+    def _into_place(self, final: Path, put: Callable[[Path], None]) -> None:
+        """`put(final)` (a rename or a link), with the blob's directories created once."""
+        self._ensure_dir(final.parent)
         try:
-            os.replace(temp, final)
+            put(final)
         except FileNotFoundError:  # the directory went away (removed by hand): make it again
-            parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temp, final)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            put(final)
 
     def put_bytes(self, data: bytes) -> StoredBlob:
         return self.put_stream([data])
@@ -214,33 +212,22 @@ class LocalBlobStore:
         return digest == blob_hash
 
 
-def _load_syncfs() -> Callable[[int], int] | None:
+def _libc_function(name: str) -> Any:
+    """A libc function through ctypes (it releases the GIL while it runs), or None where there
+    is none (not Linux, or no such call)."""
     try:
-        found: Callable[[int], int] | None = getattr(
-            ctypes.CDLL(None, use_errno=True), "syncfs", None
-        )
+        return getattr(ctypes.CDLL(None, use_errno=True), name, None)
     except OSError:
         return None
-    return found
 
 
-_SYNCFS = _load_syncfs()
+_SYNCFS: Callable[[int], int] | None = _libc_function("syncfs")
 
 _AT_FDCWD = -100
 _AT_SYMLINK_FOLLOW = 0x400
 
 
-def _load_linkat() -> Callable[[int, bytes, int, bytes, int], int] | None:
-    try:
-        found: Callable[[int, bytes, int, bytes, int], int] | None = getattr(
-            ctypes.CDLL(None, use_errno=True), "linkat", None
-        )
-    except OSError:
-        return None
-    return found
-
-
-_LINKAT = _load_linkat()
+_LINKAT: Callable[[int, bytes, int, bytes, int], int] | None = _libc_function("linkat")
 
 
 def _link_fd(fd: int, path: Path) -> None:

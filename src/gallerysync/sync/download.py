@@ -316,7 +316,7 @@ class Downloader:
     async def _one(
         self,
         origin_id: str,
-        loaded: tuple[RemoteOrigin, Source] | None,
+        loaded: _Loaded | None,
         report: DownloadReport,
     ) -> None:
         """Fetch one origin's bytes; `loaded`: the origin and its source, read in bulk by
@@ -337,7 +337,7 @@ class Downloader:
         async with self._limits[source.id]:
             await self._fetch_with_retries(connector, origin, report)
 
-    def _load_many(self, origin_ids: list[str]) -> dict[str, tuple[RemoteOrigin, Source]]:
+    def _load_many(self, origin_ids: list[str]) -> dict[str, _Loaded]:
         """Origins and their sources in a few reads (not one read per download)."""
         with self.catalog.read() as conn:
             origins = get_remote_origins(conn, origin_ids)
