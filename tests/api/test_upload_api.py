@@ -73,7 +73,11 @@ class Server:
 
     def blob_files(self) -> list[Path]:
         root = self.blobs.root
-        return [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] != "tmp"]
+        return [
+            p
+            for p in root.rglob("*")
+            if p.is_file() and p.name != "layout" and p.relative_to(root).parts[0] != "tmp"
+        ]
 
 
 @pytest.fixture

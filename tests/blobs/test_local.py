@@ -33,6 +33,58 @@ def test_put_stream_is_content_addressed_and_idempotent(tmp_path: Path) -> None:
     assert list(store.tmp.iterdir()) == []
 
 
+def test_blobs_live_one_directory_level_down(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    stored = store.put_bytes(b"laid out")
+    assert store.local_path(stored.hash) == store.root / stored.hash[:2] / stored.hash
+    assert (store.root / "layout").read_text() == "<2 hex>/<64 hex>\n"
+    assert store.migrated == 0
+
+
+def _legacy_blob(root: Path, data: bytes) -> str:
+    """A blob where gallerysync before the one-level layout put it: `ab/cd/<hash>`."""
+    digest = hash_bytes(data)
+    leaf = root / digest[:2] / digest[2:4]
+    leaf.mkdir(parents=True, exist_ok=True)
+    (leaf / digest).write_bytes(data)
+    return digest
+
+
+def test_a_two_level_store_is_moved_into_the_layout_on_open(tmp_path: Path) -> None:
+    root = tmp_path / "blobs"
+    old = {_legacy_blob(root, os.urandom(1000)): i for i in range(40)}
+    stranger = root / "ab" / "cd" / "notes.txt"  # not a blob: left where it is
+    stranger.parent.mkdir(parents=True, exist_ok=True)
+    stranger.write_text("mine")
+
+    store = LocalBlobStore(root)
+
+    assert store.migrated == len(old)
+    assert sorted(store.iter_hashes()) == sorted(old)
+    for digest in old:
+        assert store.local_path(digest) == root / digest[:2] / digest
+        assert store.verify(digest)
+    leaves = [p for p in root.glob("??/??") if p.is_dir()]
+    assert leaves == [stranger.parent]  # the emptied leaf directories are gone
+    assert stranger.read_text() == "mine"
+    assert LocalBlobStore(root).migrated == 0  # the marker says it is done
+
+
+def test_a_migration_cut_short_is_finished_by_the_next_open(tmp_path: Path) -> None:
+    root = tmp_path / "blobs"
+    first = LocalBlobStore(root)
+    moved = first.put_bytes(b"already in the new place").hash
+    (root / "layout").unlink()  # as if killed after moving some blobs, before the marker
+    left = _legacy_blob(root, b"still in the old place")
+
+    store = LocalBlobStore(root)
+
+    assert store.migrated == 1
+    assert sorted(store.iter_hashes()) == sorted([moved, left])
+    with store.open(left) as handle:
+        assert handle.read() == b"still in the old place"
+
+
 def test_bad_hash_or_size_stores_nothing(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path / "blobs")
     with pytest.raises(BlobIntegrityError, match="announced"):

@@ -24,12 +24,14 @@ from gallerysync.blobs.local import BlobWriter, LocalBlobStore
 __all__ = ["GroupCommit"]
 
 # In-memory blobs are written to their temp files by these threads, off the event loop: creating
-# a file waits on the disk (0.2-0.6 ms on the machine the bench ran on). No more threads than
-# cores: each write is mostly the kernel copying into the page cache, so extra threads only
-# contend for the cores and the GIL (measured on 2 cores: 4 threads 0.63x of a bare save-to-file
-# where 2 gave 0.71x, `bench/remote/diagnose_downloads.py`).
+# a file waits on the disk (0.2-0.6 ms on the machine the bench ran on). Half the cores at most,
+# the rest left to the event loop (and, on one machine, the server): each write is mostly the
+# kernel copying into the page cache, and two threads writing at once spend twice the system time
+# for the same bytes in the same wall time (ext4, 2 cores: 2.4 s against 1.2 s per 400 MB). On 2
+# cores one thread gave 0.86x of a bare save-to-file where two gave 0.74x (medians of 4
+# interleaved runs; four threads gave 0.63x in an earlier session).
 _STAGING = ThreadPoolExecutor(
-    max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="blob-stage"
+    max_workers=max(1, min(4, (os.cpu_count() or 1) // 2)), thread_name_prefix="blob-stage"
 )
 T = TypeVar("T")
 R = TypeVar("R")
