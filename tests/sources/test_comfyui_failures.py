@@ -3,8 +3,10 @@ clear message, and the sync as a whole goes on. Against the ComfyUI double's fau
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import orjson
 import pytest
 
 from gallerysync.errors import MalformedResponseError
@@ -81,6 +83,45 @@ def test_a_malformed_entry_names_its_field() -> None:
         parse_history({"p1": good, "p2": bad}, include_temp=False)
     with pytest.raises(MalformedResponseError, match=r"\.prompt should be"):
         parse_history({"p3": {**good, "prompt": [1]}}, include_temp=False)
+
+
+def test_history_as_comfyui_encodes_it_is_stored_as_its_values() -> None:
+    """ComfyUI answers with aiohttp's `json_response`, i.e. `json.dumps`: `", "`/`": "`
+    separators and every non-ASCII character escaped. The stored prompt and workflow are the
+    same JSON values, compact, and a prompt in any script is stored as itself (searchable)."""
+    graph = {"6": {"class_type": "CLIPTextEncode", "inputs": {"text": "灯塔 at dusk, café"}}}
+    workflow = {"nodes": [{"id": 6, "widgets_values": ["灯塔 at dusk, café"]}], "v": 0.4}
+    plain = {"3": {"inputs": {"seed": 42, "cfg": 7.5}}}
+    entry = {
+        "prompt": [7, "p1", graph, {"extra_pnginfo": {"workflow": workflow}}, ["9"]],
+        "outputs": {"9": {"images": [{"filename": "a.png", "subfolder": "", "type": "output"}]}},
+        "status": {
+            "status_str": "success",
+            "completed": True,
+            "messages": [["execution_success", {"prompt_id": "p1", "timestamp": 1700000000123}]],
+        },
+        "meta": {},
+    }
+    wire = json.dumps({"p1": entry, "p2": {**entry, "prompt": [8, "p2", plain, {}, []]}})
+    assert "\\u706f" in wire and ", " in wire  # as ComfyUI sends it
+
+    first, second = parse_history(wire.encode(), include_temp=False)
+
+    meta = first.items[0].meta
+    stored = orjson.dumps(meta).decode()
+    assert "灯塔 at dusk, café" in stored and "\\u" not in stored
+    assert orjson.loads(stored)["prompt"] == graph
+    assert orjson.loads(stored)["workflow"] == workflow
+    assert (meta["prompt_number"], first.created_at) == (7, 1700000000123)
+    stored = orjson.dumps(second.items[0].meta).decode()
+    assert '"prompt":{"3":{"inputs":{"seed":42,"cfg":7.5}}}' in stored  # compact
+    assert orjson.loads(stored)["workflow"] is None
+
+
+def test_a_truncated_history_reply_is_not_json() -> None:
+    """msgspec can meet a wrong type before it meets the cut: still "not JSON"."""
+    with pytest.raises(MalformedResponseError, match="not JSON"):
+        parse_history(b'{"error": "truncated", "items": [{"id": 1,', include_temp=False)
 
 
 def test_path_traversal_name_is_refused_and_recorded(

@@ -27,6 +27,7 @@ __all__ = [
     "CHUNK_SIZE",
     "HttpByteStream",
     "backoff_delay",
+    "get_body",
     "get_json",
     "new_session",
     "open_stream",
@@ -98,6 +99,25 @@ def transport_error(what: str, exc: BaseException) -> RemoteError:
     return RemoteError(f"{what}: {type(exc).__name__}: {detail}")
 
 
+async def get_body(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    what: str,
+    headers: Mapping[str, str] | None = None,
+) -> bytes:
+    """Fetch one reply whole (pages are small), errors classified; for a caller that decodes
+    it itself."""
+    try:
+        async with session.get(url, params=params, headers=headers) as response:
+            await _raise_for_status(response, what)
+            body: bytes = await response.read()
+            return body
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise transport_error(what, exc) from exc
+
+
 async def get_json(
     session: aiohttp.ClientSession,
     url: str,
@@ -106,13 +126,8 @@ async def get_json(
     what: str,
     headers: Mapping[str, str] | None = None,
 ) -> Any:
-    """Fetch and parse one JSON document (orjson; the body is read whole — pages are small)."""
-    try:
-        async with session.get(url, params=params, headers=headers) as response:
-            await _raise_for_status(response, what)
-            body = await response.read()
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise transport_error(what, exc) from exc
+    """Fetch and parse one JSON document (orjson)."""
+    body = await get_body(session, url, params=params, what=what, headers=headers)
     try:
         with gc_paused():
             return orjson.loads(body)

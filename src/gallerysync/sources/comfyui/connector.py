@@ -27,7 +27,6 @@ from typing import Any, ClassVar
 import aiohttp
 
 from gallerysync.errors import MalformedResponseError, RemoteError
-from gallerysync.gc_pause import gc_paused
 from gallerysync.sources.base import (
     ItemRef,
     ListMode,
@@ -37,7 +36,7 @@ from gallerysync.sources.base import (
     encode_cursor,
 )
 from gallerysync.sources.comfyui.history import ParsedEntry, parse_history
-from gallerysync.sources.http import HttpByteStream, get_json, open_stream
+from gallerysync.sources.http import HttpByteStream, get_body, open_stream
 
 __all__ = ["ComfyUISource"]
 
@@ -67,14 +66,13 @@ class ComfyUISource:
     # --- listing ---------------------------------------------------------------------------
 
     async def _history(self, **params: int) -> list[ParsedEntry]:
-        body = await get_json(
+        body = await get_body(
             self.session,
             f"{self.url}/history",
             params={k: str(v) for k, v in params.items()},
             what=f"ComfyUI {self.url}/history",
         )
-        with gc_paused():
-            return parse_history(body, include_temp=self.include_temp)
+        return parse_history(body, include_temp=self.include_temp)
 
     async def list_page(
         self, entity_type: str, cursor: str | None, *, mode: ListMode, since: int | None

@@ -15,9 +15,11 @@ remote id is the path, the version is the newest prompt that listed it, and a ne
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
 from gallerysync.errors import MalformedResponseError
@@ -49,13 +51,91 @@ def remote_id_of(file_type: str, subfolder: str, filename: str) -> str:
     return "/".join(part for part in (file_type, subfolder, filename) if part)
 
 
-def _field(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
-    if not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise MalformedResponseError(
-            f"ComfyUI /history: {where} should be {names}, got {type(value).__name__}"
+class _Image(msgspec.Struct):
+    filename: str
+    subfolder: str = ""
+    type: str = "output"
+
+
+class _NodeOutput(msgspec.Struct):
+    images: list[_Image] = []  # other keys (`animated`, `text`, `audio`…) name no files
+
+
+class _Stamp(msgspec.Struct):
+    timestamp: Any = None
+
+
+class _Status(msgspec.Struct):
+    status_str: Any = None
+    messages: list[tuple[str, _Stamp]] = []
+
+
+class _Entry(msgspec.Struct):
+    prompt: list[msgspec.Raw]  # [number, prompt_id, graph, extra_data, outputs_to_execute]
+    outputs: dict[str, _NodeOutput] = {}
+    status: _Status | None = None
+
+
+class _ExtraData(msgspec.Struct):
+    extra_pnginfo: msgspec.Raw = msgspec.Raw()  # empty: absent (Raw cannot be in a union)
+
+
+class _PngInfo(msgspec.Struct):
+    workflow: msgspec.Raw = msgspec.Raw()
+
+
+# Only what gallerysync reads is decoded into Python objects: a prompt's graph and workflow
+# stay JSON text (`msgspec.Raw`), stored as they came. Decoding them into objects only to
+# serialize them again was most of a metadata sync's listing time, and the decode held the
+# GIL for milliseconds at a time while the page before was being written.
+_HISTORY = msgspec.json.Decoder(dict[str, _Entry])
+_ENTRY = msgspec.json.Decoder(_Entry)
+_NODE_OUTPUT = msgspec.json.Decoder(_NodeOutput)
+_EXTRA = msgspec.json.Decoder(_ExtraData)
+_PNGINFO = msgspec.json.Decoder(_PngInfo)
+
+
+def _malformed(exc: msgspec.ValidationError, where: str) -> MalformedResponseError:
+    """msgspec's error about the value at `where` as a message naming the field: `history['p1']
+    .outputs['9'].images[0].filename should be str, got int`."""
+    text = str(exc)
+    at = re.search(r" - at `\$(.*)`$", text)
+    if at:
+        where, text = where + at[1], text[: at.start()]
+    found = re.fullmatch(r"Expected `(.+?)`, got `(.+?)`", text)
+    if found:
+        return MalformedResponseError(
+            f"ComfyUI /history: {where} should be {found[1]}, got {found[2]}"
         )
-    return value
+    return MalformedResponseError(f"ComfyUI /history: {where}: {text}")
+
+
+def _not_json(exc: Exception) -> MalformedResponseError:
+    return MalformedResponseError(f"ComfyUI /history: the reply is not JSON ({exc})")
+
+
+def _diagnose(body: bytes, exc: msgspec.ValidationError) -> MalformedResponseError:
+    """Which entry (and which node of its outputs) a page's validation error is in: msgspec
+    names dict keys `[...]`, and a user needs the prompt id. Only on the error path."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as not_json:  # msgspec stopped at a wrong type before the end
+        return _not_json(not_json)
+    if not isinstance(document, dict):
+        return _malformed(exc, "the reply")
+    for prompt_id, entry in document.items():
+        where = f"history[{prompt_id!r}]"
+        try:
+            _ENTRY.decode(orjson.dumps(entry))
+        except msgspec.ValidationError as entry_exc:
+            outputs = entry.get("outputs") if isinstance(entry, dict) else None
+            for node_id, node_output in (outputs if isinstance(outputs, dict) else {}).items():
+                try:
+                    _NODE_OUTPUT.decode(orjson.dumps(node_output))
+                except msgspec.ValidationError as node_exc:
+                    return _malformed(node_exc, f"{where}.outputs[{node_id!r}]")
+            return _malformed(entry_exc, where)
+    return _malformed(exc, "history")
 
 
 def _unsafe(filename: str, subfolder: str) -> str | None:
@@ -71,51 +151,54 @@ def _unsafe(filename: str, subfolder: str) -> str | None:
     return None
 
 
-def _timestamps(status: dict[str, Any], where: str) -> dict[str, int]:
+def _timestamps(status: _Status) -> dict[str, int]:
     found: dict[str, int] = {}
-    messages = _field(status.get("messages", []), list, f"{where}.status.messages")
-    for i, message in enumerate(messages):
-        message = _field(message, list, f"{where}.status.messages[{i}]")
-        if len(message) != 2 or not isinstance(message[0], str) or not isinstance(message[1], dict):
-            raise MalformedResponseError(
-                f"ComfyUI /history: {where}.status.messages[{i}] should be [event, {{…}}]"
-            )
-        stamp = message[1].get("timestamp")
+    for event, data in status.messages:
+        stamp = data.timestamp
         if isinstance(stamp, int | float) and not isinstance(stamp, bool):
-            found.setdefault(message[0], int(stamp))
+            found.setdefault(event, int(stamp))
     return found
 
 
-def parse_entry(prompt_id: str, entry: Any, *, include_temp: bool) -> ParsedEntry:
-    """One history entry → its image files. Raises `MalformedResponseError` naming the field."""
+def _pnginfo(extra: msgspec.Raw, where: str) -> msgspec.Raw:
+    """`extra_data.extra_pnginfo`, still JSON (extra_data itself must be an object)."""
+    try:
+        return _EXTRA.decode(extra).extra_pnginfo
+    except msgspec.ValidationError as exc:
+        raise _malformed(exc, f"{where}.prompt[3] (extra_data)") from exc
+    except msgspec.DecodeError as exc:  # not reached for Raw cut from a valid document
+        raise MalformedResponseError(f"ComfyUI /history: {where}.prompt[3]: {exc}") from exc
+
+
+def _workflow(pnginfo: msgspec.Raw) -> msgspec.Raw:
+    """`extra_pnginfo.workflow`, still JSON; empty where there is none."""
+    if not pnginfo:
+        return pnginfo
+    try:
+        return _PNGINFO.decode(pnginfo).workflow
+    except msgspec.ValidationError:
+        return msgspec.Raw()  # not an object: no workflow (only an object can hold one)
+
+
+def parse_entry(prompt_id: str, entry: _Entry, *, include_temp: bool) -> ParsedEntry:
+    """One decoded history entry → its image files."""
     where = f"history[{prompt_id!r}]"
-    entry = _field(entry, dict, where)
-    prompt = _field(entry.get("prompt"), list, f"{where}.prompt")
+    prompt = entry.prompt
     if len(prompt) < 4:
         raise MalformedResponseError(
             f"ComfyUI /history: {where}.prompt should be [number, id, graph, extra_data, …]"
         )
-    number, graph, extra = prompt[0], prompt[2], prompt[3]
-    extra = _field(extra, dict, f"{where}.prompt[3] (extra_data)")
-    outputs = _field(entry.get("outputs", {}), dict, f"{where}.outputs")
-    status = _field(entry.get("status") or {}, dict, f"{where}.status")
-    stamps = _timestamps(status, where)
+    number = msgspec.json.decode(prompt[0])
+    pnginfo = _pnginfo(prompt[3], where)
+    status = entry.status or _Status()
+    stamps = _timestamps(status)
     created = stamps.get("execution_success") or max(stamps.values(), default=None)
-    pnginfo = extra.get("extra_pnginfo")
-    workflow = pnginfo.get("workflow") if isinstance(pnginfo, dict) else None
     parsed = ParsedEntry(prompt_id, created)
-    shared: dict[str, orjson.Fragment] = {}  # the graph and workflow, serialized once per entry
+    shared: dict[str, orjson.Fragment] = {}  # the graph and workflow, as JSON text
     wanted = FILE_TYPES if include_temp else ("output",)
-    for node_id, node_output in outputs.items():
-        node_where = f"{where}.outputs[{node_id!r}]"
-        node_output = _field(node_output, dict, node_where)
-        images = _field(node_output.get("images", []), list, f"{node_where}.images")
-        for index, image in enumerate(images):
-            img_where = f"{node_where}.images[{index}]"
-            image = _field(image, dict, img_where)
-            filename = _field(image.get("filename"), str, f"{img_where}.filename")
-            subfolder = _field(image.get("subfolder", ""), str, f"{img_where}.subfolder")
-            file_type = _field(image.get("type", "output"), str, f"{img_where}.type")
+    for node_id, node_output in entry.outputs.items():
+        for image in node_output.images:
+            filename, subfolder, file_type = image.filename, image.subfolder, image.type
             if file_type not in wanted:
                 continue  # temp previews (unless asked for) and input files are not outputs
             reason = _unsafe(filename, subfolder)
@@ -125,7 +208,8 @@ def parse_entry(prompt_id: str, entry: Any, *, include_temp: bool) -> ParsedEntr
             if media_kind_for_name(filename) is None:
                 continue  # a latent, a text file: not an image or video
             if not shared:
-                shared = {"prompt": _serialized(graph), "workflow": _serialized(workflow)}
+                workflow = _workflow(pnginfo)
+                shared = {"prompt": _stored(prompt[2]), "workflow": _stored(workflow)}
             parsed.items.append(
                 RemoteItem(
                     remote_id=remote_id_of(file_type, subfolder, filename),
@@ -139,8 +223,8 @@ def parse_entry(prompt_id: str, entry: Any, *, include_temp: bool) -> ParsedEntr
                         "type": file_type,
                         "prompt_id": prompt_id,
                         "prompt_number": number,
-                        "node_id": str(node_id),
-                        "status": status.get("status_str"),
+                        "node_id": node_id,
+                        "status": status.status_str,
                         "timestamps": stamps,
                         **shared,
                     },
@@ -149,14 +233,30 @@ def parse_entry(prompt_id: str, entry: Any, *, include_temp: bool) -> ParsedEntr
     return parsed
 
 
-def _serialized(value: Any) -> orjson.Fragment:
-    """A prompt's graph or workflow as JSON already serialized: every image of the prompt
-    stores the same few KB, and serializing them once instead of once per image was a tenth of
-    a metadata sync's time (the stored text is the same)."""
-    return orjson.Fragment(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
+def _stored(raw: msgspec.Raw) -> orjson.Fragment:
+    """A prompt's graph or workflow as the JSON text to store, whitespace removed. Text with
+    `\\u` escapes (Python's `json.dumps`, which ComfyUI's server uses, escapes every non-ASCII
+    character) is decoded and re-encoded instead, so that a prompt in any script is stored as
+    itself and found by a search for its words."""
+    text = bytes(raw)
+    if not text:  # absent
+        return orjson.Fragment(b"null")
+    if b"\\u" in text:
+        return orjson.Fragment(orjson.dumps(orjson.loads(text)))
+    return orjson.Fragment(msgspec.json.format(text, indent=-1))
 
 
-def parse_history(body: Any, *, include_temp: bool) -> list[ParsedEntry]:
-    """A whole `/history` reply, oldest → newest (the server's order)."""
-    body = _field(body, dict, "the reply")
-    return [parse_entry(str(pid), entry, include_temp=include_temp) for pid, entry in body.items()]
+def parse_history(body: bytes | Any, *, include_temp: bool) -> list[ParsedEntry]:
+    """A whole `/history` reply (its bytes, or the decoded object), oldest → newest (the
+    server's order). Raises `MalformedResponseError` naming the field that is wrong."""
+    if isinstance(body, bytearray | memoryview):
+        body = bytes(body)
+    elif not isinstance(body, bytes):
+        body = orjson.dumps(body)
+    try:
+        entries = _HISTORY.decode(body)
+    except msgspec.ValidationError as exc:
+        raise _diagnose(body, exc) from exc
+    except msgspec.DecodeError as exc:
+        raise _not_json(exc) from exc
+    return [parse_entry(pid, entry, include_temp=include_temp) for pid, entry in entries.items()]
