@@ -30,20 +30,24 @@ Figures and their limits
 ------------------------
 1. Metadata sync of 10,000 ComfyUI history entries with 3 image outputs each (30,000 assets):
    assets/s of `Runtime.sync_remote(source, mode="full")` (download policy `off`) on a fresh
-   home, best of `repeats`. Limit: raw SQLite inserts of the same rows — the asset and origin
+   home, median of `rounds` (5). Limit: raw SQLite inserts of the same rows — the asset and origin
    rows that sync wrote, read back from its catalog (so the origin `meta` JSON is exactly what
    the connector stores), inserted with `executemany` into a fresh WAL file
    (synchronous=NORMAL, as the catalog) with gallerysync's own DDL for `assets` and `origins`
    (compiled from `catalog/schema.py`: same keys and indexes), 750 assets + 750 origins per
-   transaction, i.e. one transaction per 250-entry page like the engine; best of `repeats`.
+   transaction, i.e. one transaction per 250-entry page like the engine; median of `rounds`.
+   Each round runs the sync and the limit back to back, taking turns at going first: this
+   machine's figures drift by 2-3x over minutes, and a best-of of each side taken minutes
+   apart compared a fast minute with a slow one.
    The limit leaves out what the engine also writes (a change-feed row per asset, the cursor
    and the run's progress per page) and foreign-key checks. Goal >= 0.35x. For context: tools
    in this space report about 18 images per second.
    The split: one more full sync on a fresh home through bench-side subclasses of
-   `ComfyUISource` (timing `get_json` — HTTP GET and orjson decode — and `parse_history` apart,
-   and the whole of `list_page`) and of `RemoteSync` (timing `_apply`, the per-page catalog
-   transaction). And the connector alone over a full pass (no catalog), beside bare aiohttp
-   GETs of the same `/history?offset=K&max_items=250` pages (bodies read, not decoded).
+   `ComfyUISource` (timing `get_body` — the HTTP GET — and `parse_history` — the msgspec
+   decode and the items — apart, and the whole of `list_page`) and of `RemoteSync` (timing
+   `_apply`, the per-page catalog transaction). And the connector alone over a full pass (no
+   catalog), beside bare aiohttp GETs of the same `/history?offset=K&max_items=250` pages
+   (bodies read, not decoded).
 2. Smart sync with no change on that source: wall time of `Runtime.sync_remote(mode="smart")`
    after the full sync, median of `smart_runs` (7; the first run is the one right after the
    full sync). Goal < 100 ms. Limit: one bare aiohttp `GET /history?max_items=1` round trip,
@@ -60,10 +64,11 @@ Figures and their limits
    bodies (the server and the network alone), and hashing each body with BLAKE3 into a temp
    file, then fsync, rename and fsync of the directory — a verified content-addressed download
    made durable file by file (gallerysync's downloader flushes a batch of them with `syncfs`
-   instead: group commit). Every file is in the page cache before any runs; each repeat runs
-   the three bare clients and gallerysync in turn; best of `repeats`
-   each. Every file must arrive, and the double's `view_bytes_sent` must equal the bytes
-   stored.
+   instead: group commit). Every file is in the page cache before any runs. Each of `rounds`
+   (5) rounds runs the bare save and gallerysync back to back, taking turns at going first,
+   then the other two bare clients; medians of each (the per-round ratios are in the note:
+   page-cache writes here cost 2-3x more in some minutes than in others). Every file must
+   arrive, and the double's `view_bytes_sent` must equal the bytes stored.
 4. Peer replication of 10,000 assets (metadata): assets/s of the first
    `Runtime.sync_remote(source)` (smart, which on a new source reads the peer's feed from its
    start) of a `peer` source added with `download="off"` and the token, on a fresh home, best

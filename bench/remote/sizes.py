@@ -17,6 +17,7 @@ class RemoteSizes:
     png_bases: int  # distinct noise PNGs the download images are made from
     peer_assets: int
     repeats: int  # best of, for every figure that needs a fresh home per run
+    rounds: int  # interleaved rounds of the goal figures (engine and limit take turns; medians)
 
 
 FULL = RemoteSizes(
@@ -29,5 +30,6 @@ FULL = RemoteSizes(
     png_bases=20,
     peer_assets=10_000,
     repeats=3,
+    rounds=5,
 )
 QUICK = dataclasses.replace(FULL, entries=1_000, downloads=200, png_bases=10, peer_assets=1_000)

@@ -33,8 +33,9 @@ def markdown(results: Results, command: str, seconds: float) -> str:
         f"Mode: {'quick (1/10 sizes)' if p['quick'] else 'full'}; {p['entries']:,} ComfyUI "
         f"history entries x {p['images_per_entry']} images; {p['downloads']:,} downloads at "
         f"concurrency {p['download_concurrency']}; a peer with {p['peer_assets']:,} assets; "
-        f"best of {p['repeats']} where repeated, medians of {p['smart_runs']} for the smart "
-        f"sync. Suite run time {seconds:.0f} s.",
+        f"the goal figures are medians of {p['rounds']} interleaved rounds, the others best "
+        f"of {p['repeats']}, medians of {p['smart_runs']} for the smart sync. Suite run time "
+        f"{seconds:.0f} s.",
     ]
     tail = [
         run.environment_text(env, f"; aiohttp {env['aiohttp']}, SQLite {env['sqlite']}"),
