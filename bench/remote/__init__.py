@@ -67,8 +67,14 @@ Figures and their limits
    instead: group commit). Every file is in the page cache before any runs. Each of `rounds`
    (5) rounds runs the bare save and gallerysync back to back, taking turns at going first,
    then the other two bare clients; medians of each (the per-round ratios are in the note:
-   page-cache writes here cost 2-3x more in some minutes than in others). Every file must
-   arrive, and the double's `view_bytes_sent` must equal the bytes stored.
+   page-cache writes here cost 2-3x more in some minutes than in others). Nothing a run wrote
+   is removed until the last round is done, and each bare run's dirty pages are flushed with
+   `sync` after its clock stops: removing files between runs made the next run pay for it
+   (this machine's ext4 has no journal, and its inode allocator then skips inodes freed in the
+   last 30 s one by one), and a flush left to the kernel landed in a later run. The time of
+   that `sync` gives one more informational limit: the bare save plus one flush at the end,
+   the cheapest way for it to get its bytes to disk as gallerysync's time does. Every file
+   must arrive, and the double's `view_bytes_sent` must equal the bytes stored.
 4. Peer replication of 10,000 assets (metadata): assets/s of the first
    `Runtime.sync_remote(source)` (smart, which on a new source reads the peer's feed from its
    start) of a `peer` source added with `download="off"` and the token, on a fresh home, best
