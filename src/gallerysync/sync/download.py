@@ -114,6 +114,15 @@ class _Ready:
 _Loaded = tuple[RemoteOrigin, Source]
 
 
+@dataclass
+class _Fetched:
+    """A download fetched and verified, not yet handed to the group commit."""
+
+    writer: BlobWriter
+    ready: _Ready
+    held: int  # bytes of the memory budget, until its commit ends
+
+
 class _OriginFeed:
     """The origins of one `download` run, read from the catalog `LOAD_CHUNK` at a time as the
     workers take them, the next chunk read while the current one is used: the first request
@@ -335,7 +344,12 @@ class Downloader:
             return
         connector = self._connector(source)
         async with self._limits[source.id]:
-            await self._fetch_with_retries(connector, origin, report)
+            fetched = await self._fetch_with_retries(connector, origin, report)
+        if fetched is not None:
+            # outside the source's slot: a download waiting for room in the group commit does
+            # not hold one of the source's request slots (when the commit falls behind, a third
+            # of each slot's time went to that wait, and an on-demand fetch waits for a slot)
+            await self._queue(fetched, report)
 
     def _load_many(self, origin_ids: list[str]) -> dict[str, _Loaded]:
         """Origins and their sources in a few reads (not one read per download)."""
@@ -353,17 +367,18 @@ class Downloader:
 
     async def _fetch_with_retries(
         self, connector: RemoteSource, origin: RemoteOrigin, report: DownloadReport
-    ) -> None:
+    ) -> _Fetched | None:
+        """The verified download, or None when there is nothing to queue (not modified, or
+        given up with the reason recorded)."""
         attempt = 0
         while True:
             try:
-                await self._fetch_once(connector, origin, report)
-                return
+                return await self._fetch_once(connector, origin, report)
             except _Retry as retry:
                 attempt += 1
                 if attempt >= self.attempts:
                     await self._give_up(origin, report, f"{retry.cause} (after {attempt} tries)")
-                    return
+                    return None
                 after = getattr(retry.cause, "retry_after", None)
                 delay = backoff_delay(
                     attempt, base=self.base_delay, cap=self.max_delay, retry_after=after
@@ -372,14 +387,14 @@ class Downloader:
                 await asyncio.sleep(delay)
             except RemoteRefusedError as exc:
                 await self._give_up(origin, report, str(exc), gone=exc.http_status == 404)
-                return
+                return None
             except (MalformedResponseError, MediaError) as exc:
                 await self._give_up(origin, report, str(exc))
-                return
+                return None
 
     async def _fetch_once(
         self, connector: RemoteSource, origin: RemoteOrigin, report: DownloadReport
-    ) -> None:
+    ) -> _Fetched | None:
         has_bytes = origin.asset_hash is not None and self.blobs.exists(origin.asset_hash)
         ref = ItemRef(origin.remote_id, origin.meta, origin.etag if has_bytes else None)
         expected = origin.meta.get("content_hash") if isinstance(origin.meta, dict) else None
@@ -388,7 +403,7 @@ class Downloader:
                 if stream.not_modified:
                     await asyncio.to_thread(self._write, mark_not_modified, origin.id)
                     report.not_modified += 1
-                    return
+                    return None
                 writer, held = await self._open_writer(stream.size)
                 try:
                     async for chunk in stream.chunks():
@@ -403,16 +418,27 @@ class Downloader:
             raise _Retry(exc) from exc
         try:
             media = await self._probe(writer, stored.size, origin.name)
-            future = await self._commits.enqueue(_Ready(origin, stored, media, etag), writer)
         except BaseException:
             writer.abort()
+            self._release(held)
+            raise
+        return _Fetched(writer, _Ready(origin, stored, media, etag), held)
+
+    async def _queue(self, fetched: _Fetched, report: DownloadReport) -> None:
+        """Hand a verified download to the group commit (waiting for room in it)."""
+        held = fetched.held
+        try:
+            future = await self._commits.enqueue(fetched.ready, fetched.writer)
+        except BaseException:
+            fetched.writer.abort()
             self._release(held)
             raise
         future.add_done_callback(lambda _: self._release(held))
         # kept until the run settles, so without the meta (a ComfyUI meta is thousands of
         # objects, which every collection of the old generation would scan again)
-        report.queued.append((dataclasses.replace(origin, meta={}), future, stored.size))
-        report.bytes += stored.size
+        origin, size = fetched.ready.origin, fetched.ready.stored.size
+        report.queued.append((dataclasses.replace(origin, meta={}), future, size))
+        report.bytes += size
 
     async def _open_writer(self, size: int | None) -> tuple[BlobWriter, int]:
         """A writer for a body of this announced size, and the bytes of the memory budget it
