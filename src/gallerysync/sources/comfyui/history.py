@@ -85,7 +85,7 @@ class _PngInfo(msgspec.Struct):
 
 
 # Only what gallerysync reads is decoded into Python objects: a prompt's graph and workflow
-# stay JSON text (`msgspec.Raw`), stored as they came. Decoding them into objects only to
+# stay JSON text (`msgspec.Raw`), stored compact (`_stored`). Decoding them into objects only to
 # serialize them again was most of a metadata sync's listing time, and the decode held the
 # GIL for milliseconds at a time while the page before was being written.
 _HISTORY = msgspec.json.Decoder(dict[str, _Entry])
