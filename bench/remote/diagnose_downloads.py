@@ -6,7 +6,9 @@ Not part of the suite (its variants break the guarantees on purpose); run it by 
 
 Each variant downloads the same ~200 KB noise PNGs from the ComfyUI double (its own process)
 into a fresh home, after the three bare limits of the suite (drop, save to a file, durable
-store). Variants, each cumulative on the one before:
+store), run as the suite runs them (`downloads.bare_run`: flushed after the clock stops); as in
+the suite, nothing written is removed before the end. Variants, each cumulative on the one
+before:
 
 - `full`: `Runtime.download` as users run it;
 - `no-record`: the catalog transaction per batch replaced by a no-op;
@@ -34,9 +36,8 @@ sys.path[:0] = [str(BENCH_DIR), str(BENCH_DIR.parent)]
 
 import run  # noqa: E402
 from remote.double import DoubleProcess  # noqa: E402
-from remote.downloads import view_urls  # noqa: E402
+from remote.downloads import bare_run, view_urls  # noqa: E402
 from remote.homes import Home  # noqa: E402
-from remote.limits import bare_downloads  # noqa: E402
 
 VARIANTS = ("full", "no-record", "no-flush", "no-files")
 
@@ -78,17 +79,12 @@ def main() -> int:
         for attempt in range(args.repeats):
             line = [f"run {attempt + 1}:"]
             for mode in ("discard", "save", "durable"):
-                store = None if mode == "discard" else root / f"bare-{mode}"
-                if store is not None:
-                    store.mkdir()
-                bare = bare_downloads(urls, 8, mode=mode, store=store)
-                if store is not None:
-                    shutil.rmtree(store)
+                bare, _flush = bare_run(urls, 8, root, mode, attempt)
                 line.append(f"bare {mode} {total / run.MB / bare.seconds:,.0f} MB/s;")
             print(" ".join(line), flush=True)
             for variant in VARIANTS:
                 print(f"  {variant:9} ", end="", flush=True)  # the child prints the figure
-                failed = _one_variant(variant, root, double, total)
+                failed = _one_variant(variant, root / f"home-{variant}-{attempt}", double, total)
                 if failed:
                     print(failed, flush=True)
     finally:
@@ -97,14 +93,15 @@ def main() -> int:
     return 0
 
 
-def _one_variant(variant: str, root: Path, double: DoubleProcess, total: int) -> str:
-    """One variant in a child process (monkeypatches must not leak into the next)."""
+def _one_variant(variant: str, home_dir: Path, double: DoubleProcess, total: int) -> str:
+    """One variant in a child process (monkeypatches must not leak into the next), into a
+    fresh home at `home_dir`."""
     pid = os.fork()
     if pid == 0:  # the child: patch, download, report on stdout, exit
         code = 1
         try:
             _switch_off(variant)
-            home = Home(root / f"home-{variant}", "comfyui", double.url)
+            home = Home(home_dir, "comfyui", double.url)
             home.runtime.sync_remote(home.source, mode="full")
             before, cpu = resource.getrusage(resource.RUSAGE_SELF), double.cpu_seconds()
             started = time.perf_counter()
@@ -119,7 +116,7 @@ def _one_variant(variant: str, root: Path, double: DoubleProcess, total: int) ->
                 f"{double.cpu_seconds() - cpu:.2f} s)",
                 flush=True,
             )
-            home.close(remove=True)
+            home.close(remove=False)  # removed with the rest at the end, as in the suite
             code = 0
         finally:
             os._exit(code)

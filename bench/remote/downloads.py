@@ -60,13 +60,13 @@ def bench_downloads(results: Results, sizes: RemoteSizes, homes: Path) -> None:
             first_ours = attempt % 2 == 1
             if first_ours:
                 engine.append(_engine_run(results, home, double, n, total, conc))
-            bare, flush = _bare_run(urls, conc, homes, "save", attempt)
+            bare, flush = bare_run(urls, conc, homes, "save", attempt)
             saved.append(bare)
             save_flushes.append(flush)
             if not first_ours:
                 engine.append(_engine_run(results, home, double, n, total, conc))
             for mode, runs in (("discard", discard), ("durable", stored)):
-                runs.append(_bare_run(urls, conc, homes, mode, attempt)[0])
+                runs.append(bare_run(urls, conc, homes, mode, attempt)[0])
             for bare in (discard[-1], saved[-1], stored[-1]):
                 expect(results, f"bare download ({bare.mode}): files", bare.files, n)
                 expect(results, f"bare download ({bare.mode}): bytes", bare.bytes, total)
@@ -167,7 +167,7 @@ def bench_downloads(results: Results, sizes: RemoteSizes, homes: Path) -> None:
     ]
 
 
-def _bare_run(
+def bare_run(
     urls: list[str], conc: int, homes: Path, mode: str, attempt: int
 ) -> tuple[BareDownload, float]:
     """One bare client run, and the seconds of the `sync` after it. Its files stay until the

@@ -410,8 +410,7 @@ class Downloader:
                         writer.write(chunk)
                     stored = writer.finish(expected_hash=str(expected) if expected else None)
                 except BaseException:
-                    writer.abort()
-                    self._release(held)
+                    self._drop(writer, held)
                     raise
                 etag = stream.etag
         except (RemoteError, BlobIntegrityError) as exc:
@@ -419,8 +418,7 @@ class Downloader:
         try:
             media = await self._probe(writer, stored.size, origin.name)
         except BaseException:
-            writer.abort()
-            self._release(held)
+            self._drop(writer, held)
             raise
         return _Fetched(writer, _Ready(origin, stored, media, etag), held)
 
@@ -430,8 +428,7 @@ class Downloader:
         try:
             future = await self._commits.enqueue(fetched.ready, fetched.writer)
         except BaseException:
-            fetched.writer.abort()
-            self._release(held)
+            self._drop(fetched.writer, held)
             raise
         future.add_done_callback(lambda _: self._release(held))
         # kept until the run settles, so without the meta (a ComfyUI meta is thousands of
@@ -452,6 +449,11 @@ class Downloader:
 
     def _release(self, held: int) -> None:
         self._in_memory -= held
+
+    def _drop(self, writer: BlobWriter, held: int) -> None:
+        """A download that will not be committed: its temp file or bytes, and its budget."""
+        writer.abort()
+        self._release(held)
 
     def _record_batch(self, batch: Sequence[_Ready]) -> list[str]:
         """Record a committed batch (its bytes are durable and renamed) in one transaction,

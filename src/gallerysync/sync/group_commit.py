@@ -28,8 +28,8 @@ __all__ = ["GroupCommit"]
 # the rest left to the event loop (and, on one machine, the server): each write is mostly the
 # kernel copying into the page cache, and two threads writing at once spend twice the system time
 # for the same bytes in the same wall time (ext4, 2 cores: 2.4 s against 1.2 s per 400 MB). On 2
-# cores one thread gave 0.86x of a bare save-to-file where two gave 0.74x (medians of 4
-# interleaved runs; four threads gave 0.63x in an earlier session).
+# cores one, two and three threads gave 0.94x, 0.88x and 0.88x of a bare save-to-file (medians
+# of 4 interleaved runs, `bench/remote/`'s method); four gave 0.63x in an earlier session.
 _STAGING = ThreadPoolExecutor(
     max_workers=max(1, min(4, (os.cpu_count() or 1) // 2)), thread_name_prefix="blob-stage"
 )
@@ -127,6 +127,8 @@ class GroupCommit(Generic[T, R]):
         return True
 
     def _make_durable(self, batch: list[_Pending[T, R]]) -> None:
+        # every write finished before one failure fails the batch: `_settle` then aborts each
+        # writer, which must not race a staging thread still writing it
         concurrent.futures.wait([pending.staged for pending in batch])
         for pending in batch:
             pending.staged.result()  # a write that failed fails the batch
